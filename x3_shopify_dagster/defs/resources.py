@@ -1,0 +1,76 @@
+"""The connector's runtime, handed to assets and sensors as a typed resource.
+
+It is a plain object rather than a ConfigurableResource on purpose: access tokens and passwords are read from
+the environment inside each process and never become resource or run config, which the Dagster UI displays.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from x3_shopify_dagster.settings import ConnectorSettings, load_settings
+from x3_shopify_dagster.shopify import OrderReader, ShopifyClient
+from x3_shopify_dagster.storage import ConnectorDatabase, OrderStaging
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ConnectorRuntime:
+    """Settings, clients and the connector database, created lazily once per process."""
+
+    def __init__(
+        self,
+        settings: ConnectorSettings | None = None,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._settings = settings
+        self.clock = clock
+        self._database: ConnectorDatabase | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def settings(self) -> ConnectorSettings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    @property
+    def database(self) -> ConnectorDatabase:
+        with self._lock:
+            if self._database is None:
+                database = ConnectorDatabase(self.settings.database_url)
+                database.migrate()
+                self._database = database
+            return self._database
+
+    def order_staging(self) -> OrderStaging:
+        return OrderStaging(self.database)
+
+    def shopify_client(self, store: str) -> ShopifyClient:
+        try:
+            store_settings = self.settings.stores[store]
+        except KeyError:
+            known = ", ".join(self.settings.stores)
+            raise KeyError(f"store {store!r} is not configured (configured: {known})") from None
+        return ShopifyClient(
+            store_settings.shop_url,
+            store_settings.access_token,
+            api_version=store_settings.api_version,
+            timeout_s=self.settings.shopify_timeout_seconds,
+        )
+
+    def order_reader(self, client: ShopifyClient) -> OrderReader:
+        return OrderReader(
+            client,
+            page_size=self.settings.shopify_page_size,
+            line_items_page_size=self.settings.shopify_line_items_page_size,
+        )
+
+    def close(self) -> None:
+        if self._database is not None:
+            self._database.dispose()

@@ -1,0 +1,1 @@
+"""Shopify source: the partitioned orders asset and its change sensor."""

@@ -1,0 +1,213 @@
+"""Typed configuration from environment variables (prefix ``X3SD_``) and an optional ``.env`` file.
+
+Stores are configuration, not code: each ``X3SD_STORES__<KEY>__...`` group defines one Shopify store, and the
+store key becomes part of every partition key. A missing or malformed setting fails at start-up with a message
+that names the environment variable and says how to fix it (see ``SettingsError``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import date
+from typing import Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "X3SD_"
+_SHOP_HOST = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
+_STORE_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_API_VERSION = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
+DEFAULT_API_VERSION = "2026-07"
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback addresses, where plain http is acceptable."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_service_url(url: str, *, what: str) -> str:
+    """Allow https anywhere and plain http only on loopback (the sandboxes); never a URL with credentials."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"{what} must be an absolute http(s) URL, got {url!r}")
+    if parts.username or parts.password:
+        raise ValueError(f"{what} must not embed credentials; set them in their own variables")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError(f"{what} must use https (plain http is only accepted for loopback addresses)")
+    return url.rstrip("/")
+
+
+class StoreSettings(BaseModel):
+    """One Shopify store: ``X3SD_STORES__<KEY>__SHOP_URL``, ``__ACCESS_TOKEN``, ``__API_VERSION``."""
+
+    shop_url: str = Field(description="The store's own https://{shop}.myshopify.com address")
+    access_token: SecretStr = Field(description="Admin API access token (offline token)")
+    api_version: str = Field(default=DEFAULT_API_VERSION, description="Admin API version, YYYY-MM")
+
+    @field_validator("shop_url")
+    @classmethod
+    def _shop_url(cls, value: str) -> str:
+        url = validate_service_url(value, what="shop URL")
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.scheme == "https" and not (_SHOP_HOST.match(host) and parts.path in {"", "/"}):
+            raise ValueError(
+                f"shop URL must look like https://{{shop}}.myshopify.com (the store's own myshopify domain), "
+                f"got {value!r}"
+            )
+        return url
+
+    @field_validator("api_version")
+    @classmethod
+    def _api_version(cls, value: str) -> str:
+        if not _API_VERSION.match(value):
+            raise ValueError(f"API version must look like 2026-07 (a quarterly YYYY-MM release), got {value!r}")
+        return value
+
+    @field_validator("access_token")
+    @classmethod
+    def _token(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("access token is empty")
+        return value
+
+
+class X3Settings(BaseModel):
+    """The customer's Sage X3 server (used by the posting flows): ``X3SD_X3__SERVER_URL`` etc."""
+
+    server_url: str | None = Field(default=None, description="https://x3.example.com (no port, no path)")
+    port: int | None = Field(default=None, ge=1, le=65535)
+    folder: str | None = Field(default=None, description="Syracuse endpoint / X3 folder, e.g. SEED")
+    auth_mode: Literal["basic", "oauth2"] = "basic"
+    user: str | None = None
+    password: SecretStr | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    token_url: str | None = None
+    pool_size: int = Field(default=4, ge=1, le=64)
+
+    @field_validator("server_url", "token_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else validate_service_url(value, what="X3 URL")
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_]{1,30}", value):
+            raise ValueError(f"folder must be an X3 folder code (letters, digits, underscore), got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _auth_complete(self) -> X3Settings:
+        if self.server_url is None:
+            return self
+        if self.auth_mode == "basic" and (self.user is None or self.password is None):
+            raise ValueError("X3 basic auth needs both X3SD_X3__USER and X3SD_X3__PASSWORD")
+        if self.auth_mode == "oauth2" and (self.client_id is None or self.client_secret is None):
+            raise ValueError("X3 oauth2 needs X3SD_X3__CLIENT_ID and X3SD_X3__CLIENT_SECRET")
+        return self
+
+
+class ConnectorSettings(BaseSettings):
+    """Everything the connector reads from its environment. See docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    stores: dict[str, StoreSettings] = Field(description="Shopify stores by key")
+    database_url: str = Field(
+        default="sqlite:///.x3sd/connector.db",
+        description="Connector database (SQLAlchemy URL): SQLite file by default, PostgreSQL in production",
+    )
+    partition_timezone: str = Field(default="UTC", description="IANA timezone of the business day")
+    partition_start_date: date = Field(default=date(2026, 1, 1), description="First daily partition")
+    shopify_overlap_minutes: int = Field(default=10, ge=0, le=24 * 60)
+    shopify_safety_lag_seconds: int = Field(default=60, ge=0, le=3600)
+    shopify_page_size: int = Field(default=25, ge=1, le=250)
+    shopify_line_items_page_size: int = Field(default=25, ge=1, le=250)
+    shopify_bulk_threshold_orders: int = Field(default=2000, ge=1)
+    shopify_timeout_seconds: float = Field(default=30.0, gt=0)
+    sensor_interval_seconds: int = Field(default=30, ge=5)
+    sensor_initial_lookback_hours: int = Field(default=24, ge=0)
+    sensors_running_by_default: bool = False
+    x3: X3Settings = Field(default_factory=X3Settings)
+
+    @field_validator("stores")
+    @classmethod
+    def _stores(cls, value: dict[str, StoreSettings]) -> dict[str, StoreSettings]:
+        if not value:
+            raise ValueError("define at least one store (X3SD_STORES__<KEY>__SHOP_URL and __ACCESS_TOKEN)")
+        normalised: dict[str, StoreSettings] = {}
+        for key, store in value.items():
+            k = key.lower()
+            if not _STORE_KEY.match(k):
+                raise ValueError(
+                    f"store key {key!r} must be lowercase letters, digits, '-' or '_' (it is used in partition keys)"
+                )
+            normalised[k] = store
+        return dict(sorted(normalised.items()))
+
+    @field_validator("partition_timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"not an IANA timezone name (e.g. Europe/Paris): {value!r}") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError("database URL must be sqlite:///path or postgresql+psycopg2://user@host/db")
+        return value
+
+
+class SettingsError(RuntimeError):
+    """Raised at start-up with one line per bad setting: the variable, the problem, the fix."""
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part) for part in loc).upper()
+
+
+def load_settings(**overrides: object) -> ConnectorSettings:
+    """Load settings from the environment/.env, turning validation errors into actionable messages."""
+    try:
+        return ConnectorSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False, include_input=False):
+            name = _env_name(tuple(error["loc"]))
+            if name == f"{ENV_PREFIX}STORES" and error["type"] == "missing":
+                problem = (
+                    "no Shopify store is configured; set X3SD_STORES__<KEY>__SHOP_URL and "
+                    "X3SD_STORES__<KEY>__ACCESS_TOKEN (KEY is a short name such as EU)"
+                )
+            elif error["type"] == "missing":
+                problem = "is not set"
+            else:
+                problem = error["msg"].removeprefix("Value error, ")
+            lines.append(f"  {name}: {problem}")
+        raise SettingsError(
+            "The connector's configuration is incomplete or invalid:\n"
+            + "\n".join(lines)
+            + "\nSet these environment variables (or put them in .env); see .env.example and docs/configuration.md."
+        ) from None

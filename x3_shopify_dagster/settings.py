@@ -139,8 +139,11 @@ class ConnectorSettings(BaseSettings):
     partition_start_date: date = Field(default=date(2026, 1, 1), description="First daily partition")
     shopify_overlap_minutes: int = Field(default=10, ge=0, le=24 * 60)
     shopify_safety_lag_seconds: int = Field(default=60, ge=0, le=3600)
-    shopify_page_size: int = Field(default=25, ge=1, le=250)
-    shopify_line_items_page_size: int = Field(default=25, ge=1, le=250)
+    # Sized to keep one OrdersPage request under Shopify's 1,000-point single-query limit (about 814 points
+    # requested for 4 orders x 5 line items x 2 shipping lines); longer orders are paged separately.
+    shopify_page_size: int = Field(default=4, ge=1, le=250)
+    shopify_line_items_page_size: int = Field(default=5, ge=1, le=250)
+    shopify_shipping_lines_page_size: int = Field(default=2, ge=1, le=250)
     shopify_bulk_threshold_orders: int = Field(default=2000, ge=1)
     shopify_timeout_seconds: float = Field(default=30.0, gt=0)
     sensor_interval_seconds: int = Field(default=30, ge=5)

@@ -69,6 +69,7 @@ class ConnectorRuntime:
             client,
             page_size=self.settings.shopify_page_size,
             line_items_page_size=self.settings.shopify_line_items_page_size,
+            shipping_lines_page_size=self.settings.shopify_shipping_lines_page_size,
         )
 
     def close(self) -> None:

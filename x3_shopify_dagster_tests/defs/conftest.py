@@ -49,6 +49,9 @@ def runtime_factory(database_url: str, clock: ShiftableClock) -> Iterator[Callab
     created: list[ConnectorRuntime] = []
 
     def factory(sandbox, **overrides: object) -> ConnectorRuntime:
+        # Plus-plan buckets: these tests are about the Dagster layer; pacing has its own client tests.
+        for store in ("eu", "us"):
+            sandbox.set_rate_limit(store, bucket_size=20_000.0, restore_rate=1_000.0)
         runtime = ConnectorRuntime(make_settings(sandbox, database_url, **overrides), clock=clock)
         created.append(runtime)
         return runtime

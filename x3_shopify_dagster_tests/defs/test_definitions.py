@@ -45,9 +45,14 @@ def describe(defs: dg.Definitions) -> dict:
         sensor.name: {
             "interval_s": sensor.minimum_interval_seconds,
             "default_status": sensor.default_status.value,
-            "targets": sorted(k.to_user_string() for k in sensor.asset_selection.resolve(graph)),
+            "targets": sorted(
+                key.to_user_string()
+                for target in sensor.targets
+                for assets_def in target.assets_defs
+                for key in assets_def.keys
+            ),
         }
-        for sensor in defs.resolve_all_sensor_defs()
+        for sensor in defs.get_repository_def().sensor_defs
     }
     return {"assets": assets, "sensors": sensors}
 

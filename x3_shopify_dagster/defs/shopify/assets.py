@@ -1,9 +1,8 @@
 """``shopify_orders``: every order version changed in a (business day, store) partition, staged in the connector DB."""
 
-from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
+from enum import Enum
 
 import dagster as dg
 
@@ -11,10 +10,16 @@ from x3_shopify_dagster.defs.partitions import split_partition_key
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
 from x3_shopify_dagster.domain.shopify_orders import ShopifyOrder
 from x3_shopify_dagster.domain.windows import Window, day_window, pull_window
-from x3_shopify_dagster.shopify import BulkOrderExporter
+from x3_shopify_dagster.shopify import BulkOrderExporter, ShopifyAuthError, ShopifyProtocolError
 from x3_shopify_dagster.storage import OrderVersion
 
 ORDERS_ASSET_NAME = "shopify_orders"
+
+
+class PullMode(Enum):
+    AUTO = "auto"  # bulk when the window holds at least X3SD_SHOPIFY_BULK_THRESHOLD_ORDERS changes
+    PAGED = "paged"
+    BULK = "bulk"
 
 
 class ShopifyOrdersConfig(dg.Config):
@@ -22,7 +27,7 @@ class ShopifyOrdersConfig(dg.Config):
 
     since: str | None = None
     until: str | None = None
-    mode: Literal["auto", "paged", "bulk"] = "auto"
+    mode: PullMode = PullMode.AUTO
 
 
 def order_version(store: str, order: ShopifyOrder) -> OrderVersion:
@@ -89,35 +94,54 @@ def build_shopify_orders_asset(partitions_def: dg.PartitionsDefinition) -> dg.As
                           "orders_unchanged": 0, "orders_older": 0}
             )
 
-        with connector.shopify_client(store) as client:
-            reader = connector.order_reader(client)
-            mode = config.mode
-            expected = None
-            if mode == "auto":
-                expected = reader.probe(window.start, window.end).count
-                mode = "bulk" if expected >= settings.shopify_bulk_threshold_orders else "paged"
-            context.log.info("Pulling %s orders changed in [%s, %s) with a %s pull (expected %s)", store,
-                             window.start, window.end, mode, expected)
-            if mode == "bulk":
-                orders = BulkOrderExporter(client).iter_changed_orders(window.start, window.end, fallback=reader)
-            else:
-                orders = reader.iter_changed_orders(window.start, window.end)
-            counts = connector.order_staging().stage(
-                (order_version(store, order) for order in orders), run_id=context.run_id
-            )
-            api = client.metrics.snapshot()
-            pull = reader.stats
+        try:
+            with connector.shopify_client(store) as client:
+                reader = connector.order_reader(client)
+                mode = config.mode
+                expected = None
+                if mode is PullMode.AUTO:
+                    expected = reader.probe(window.start, window.end).count
+                    mode = PullMode.BULK if expected >= settings.shopify_bulk_threshold_orders else PullMode.PAGED
+                context.log.info("Pulling %s orders changed in [%s, %s) with a %s pull (expected %s)", store,
+                                 window.start, window.end, mode.value, expected)
+                if mode is PullMode.BULK:
+                    exporter = BulkOrderExporter(client)
+                    orders = exporter.iter_changed_orders(window.start, window.end, fallback=reader)
+                    stats = exporter.stats
+                else:
+                    orders = reader.iter_changed_orders(window.start, window.end)
+                    stats = reader.stats
+                counts = connector.order_staging().stage(
+                    (order_version(store, order) for order in orders), run_id=context.run_id
+                )
+                api = client.metrics.snapshot()
+        except ShopifyAuthError as exc:
+            # Retrying cannot help: say which setting to fix, then replay the partition.
+            raise dg.Failure(
+                description=(
+                    f"Shopify refused the credentials of store {store!r}: {exc}. Replace "
+                    f"X3SD_STORES__{store.upper()}__ACCESS_TOKEN (or check __SHOP_URL), reload the code location "
+                    "and re-materialize this partition."
+                ),
+                allow_retries=False,
+            ) from exc
+        except ShopifyProtocolError as exc:
+            raise dg.Failure(description=f"Unexpected answer from Shopify for store {store!r}: {exc}",
+                             allow_retries=False) from exc
 
         context.log.info("Staged %s: %s", store, counts.as_dict())
         return dg.MaterializeResult(
             metadata={
                 **_window_metadata(window),
-                "mode": mode,
+                "mode": mode.value,
                 "orders_new": counts.new,
                 "orders_changed": counts.changed,
                 "orders_unchanged": counts.unchanged,
                 "orders_older": counts.older,
-                "pages": pull.pages,
+                "pages": stats.pages,
+                "page_size_shrinks": stats.page_size_shrinks,
+                "bulk_operation_id": stats.bulk_operation_id or "",
+                "bulk_fallbacks": stats.fallbacks,
                 "api_requests": api["requests"],
                 "api_points_spent": api["points_spent"],
                 "api_retries": api["retries"],

@@ -6,7 +6,6 @@ the store's watermark in the same SensorResult (Dagster saves the cursor only if
 tick replays its window: at least once, which the idempotent staging makes harmless).
 """
 
-from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ class WatermarkCursor:
     stores: dict[str, datetime] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, raw: str | None) -> WatermarkCursor:
+    def parse(cls, raw: str | None) -> "WatermarkCursor":
         if not raw:
             return cls()
         data = json.loads(raw)
@@ -61,7 +60,9 @@ def build_shopify_orders_sensor(
     ) -> dg.SensorResult:
         cfg = connector.settings
         cursor = WatermarkCursor.parse(context.cursor)
-        high = connector.clock() - timedelta(seconds=cfg.shopify_safety_lag_seconds)
+        # Whole seconds: Shopify's updatedAt has second precision, so a watermark inside a second could skip
+        # an order updated later in that same second.
+        high = (connector.clock() - timedelta(seconds=cfg.shopify_safety_lag_seconds)).replace(microsecond=0)
         first_day = cfg.partition_start_date
         run_requests: list[dg.RunRequest] = []
         problems: list[str] = []

@@ -8,6 +8,7 @@ from x3_shopify_dagster.defs.partitions import build_partitions
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
 from x3_shopify_dagster.defs.shopify.assets import build_shopify_orders_asset
 from x3_shopify_dagster.defs.shopify.sensors import build_shopify_orders_sensor
+from x3_shopify_dagster.defs.x3.snapshots import x3_customers, x3_gl_accounts
 from x3_shopify_dagster.settings import ConnectorSettings, load_settings
 
 
@@ -19,8 +20,11 @@ def build_definitions(
     runtime = runtime or ConnectorRuntime(settings)
     partitions = build_partitions(settings)
     orders = build_shopify_orders_asset(partitions)
+    assets: list[dg.AssetsDefinition] = [orders]
+    if settings.x3.configured:
+        assets += [x3_customers, x3_gl_accounts]
     return dg.Definitions(
-        assets=[orders],
+        assets=assets,
         sensors=[build_shopify_orders_sensor(orders, settings)],
         resources={"connector": runtime},
     )

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from x3_shopify_dagster.x3.config import X3Config, X3Publications, X3Representations
+
 ENV_PREFIX = "X3SD_"
 _SHOP_HOST = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
 _STORE_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -82,18 +84,25 @@ class StoreSettings(BaseModel):
 
 
 class X3Settings(BaseModel):
-    """The customer's Sage X3 server (used by the posting flows): ``X3SD_X3__SERVER_URL`` etc."""
+    """The customer's Sage X3 server: ``X3SD_X3__SERVER_URL``, ``__PORT``, ``__FOLDER``, auth, names."""
 
     server_url: str | None = Field(default=None, description="https://x3.example.com (no port, no path)")
     port: int | None = Field(default=None, ge=1, le=65535)
     folder: str | None = Field(default=None, description="Syracuse endpoint / X3 folder, e.g. SEED")
+    pool_alias: str | None = Field(default=None, description="Classic SOAP pool alias (defaults to the folder)")
+    language: str = "ENG"
+    pool_size: int = Field(default=4, ge=1, le=64)
     auth_mode: Literal["basic", "oauth2"] = "basic"
     user: str | None = None
     password: SecretStr | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
     token_url: str | None = None
-    pool_size: int = Field(default=4, ge=1, le=64)
+    token_store_path: str = Field(default=".x3sd/x3_tokens.enc", description="Encrypted OAuth2 token file")
+    ca_bundle_path: str | None = None
+    reference_field: str = "BPRVCR"
+    representations: X3Representations = Field(default_factory=X3Representations)
+    publications: X3Publications = Field(default_factory=X3Publications)
 
     @field_validator("server_url", "token_url")
     @classmethod
@@ -108,14 +117,37 @@ class X3Settings(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _auth_complete(self) -> X3Settings:
+    def _complete(self) -> X3Settings:
         if self.server_url is None:
             return self
+        if self.folder is None:
+            raise ValueError("X3SD_X3__FOLDER is needed with X3SD_X3__SERVER_URL (the X3 folder, e.g. SEED)")
         if self.auth_mode == "basic" and (self.user is None or self.password is None):
             raise ValueError("X3 basic auth needs both X3SD_X3__USER and X3SD_X3__PASSWORD")
         if self.auth_mode == "oauth2" and (self.client_id is None or self.client_secret is None):
             raise ValueError("X3 oauth2 needs X3SD_X3__CLIENT_ID and X3SD_X3__CLIENT_SECRET")
         return self
+
+    @property
+    def configured(self) -> bool:
+        return self.server_url is not None
+
+    def client_config(self) -> X3Config:
+        """The X3 client's configuration (no secrets in it)."""
+        if self.server_url is None or self.folder is None:
+            raise ValueError("Sage X3 is not configured: set X3SD_X3__SERVER_URL and X3SD_X3__FOLDER")
+        return X3Config(
+            server_url=self.server_url,
+            port=self.port,
+            folder=self.folder,
+            pool_alias=self.pool_alias or self.folder,
+            language=self.language,
+            pool_size=self.pool_size,
+            ca_bundle_path=self.ca_bundle_path,
+            reference_field=self.reference_field,
+            representations=self.representations,
+            publications=self.publications,
+        )
 
 
 class ConnectorSettings(BaseSettings):
@@ -150,6 +182,7 @@ class ConnectorSettings(BaseSettings):
     sensor_initial_lookback_hours: int = Field(default=24, ge=0)
     sensors_running_by_default: bool = False
     x3: X3Settings = Field(default_factory=X3Settings)
+    mapping_path: str | None = Field(default=None, description="YAML mapping of X3 customers to GL accounts etc.")
 
     @field_validator("stores")
     @classmethod

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 from x3_shopify_dagster.settings import ConnectorSettings, load_settings
 from x3_shopify_dagster.shopify import OrderReader, ShopifyClient
-from x3_shopify_dagster.storage import ConnectorDatabase, OrderStaging
+from x3_shopify_dagster.storage import ConnectorDatabase, OrderStaging, X3SnapshotStore
+from x3_shopify_dagster.x3 import BasicAuth, EncryptedFileTokenStore, OAuth2Auth, X3Client
 
 
 def _utc_now() -> datetime:
@@ -63,6 +64,23 @@ class ConnectorRuntime:
             api_version=store_settings.api_version,
             timeout_s=self.settings.shopify_timeout_seconds,
         )
+
+    def snapshots(self) -> X3SnapshotStore:
+        return X3SnapshotStore(self.database)
+
+    def x3_client(self) -> X3Client:
+        """A client for the configured X3 folder; credentials come from the environment, never run config."""
+        x3 = self.settings.x3
+        config = x3.client_config()
+        auth: BasicAuth | OAuth2Auth
+        if x3.auth_mode == "basic":
+            # X3Settings refuses basic auth without both (checked at start-up).
+            auth = BasicAuth(x3.user or "", x3.password or "")
+        else:
+            store = EncryptedFileTokenStore(x3.token_store_path)
+            auth = OAuth2Auth.for_config(config, x3.client_id or "", x3.client_secret or "", store,
+                                         token_url=x3.token_url)
+        return X3Client(config, auth)
 
     def order_reader(self, client: ShopifyClient) -> OrderReader:
         return OrderReader(

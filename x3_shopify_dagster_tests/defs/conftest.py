@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
-from x3_shopify_dagster.settings import ConnectorSettings, StoreSettings
+from x3_shopify_dagster.settings import ConnectorSettings, StoreSettings, X3Settings
 
 
 class ShiftableClock:
@@ -19,6 +19,12 @@ class ShiftableClock:
 
     def __call__(self) -> datetime:
         return datetime.now(UTC) + self.offset
+
+
+def x3_settings(x3_sandbox) -> X3Settings:
+    user, password = x3_sandbox.basic_credentials
+    return X3Settings(server_url=x3_sandbox.base_url, folder=x3_sandbox.folder, user=user,
+                      password=password if isinstance(password, str) else password.get_secret_value())
 
 
 def make_settings(sandbox, database_url: str, **overrides: object) -> ConnectorSettings:
@@ -48,10 +54,12 @@ def clock() -> ShiftableClock:
 def runtime_factory(database_url: str, clock: ShiftableClock) -> Iterator[Callable[..., ConnectorRuntime]]:
     created: list[ConnectorRuntime] = []
 
-    def factory(sandbox, **overrides: object) -> ConnectorRuntime:
+    def factory(sandbox, *, x3_sandbox=None, **overrides: object) -> ConnectorRuntime:
         # Plus-plan buckets: these tests are about the Dagster layer; pacing has its own client tests.
         for store in ("eu", "us"):
             sandbox.set_rate_limit(store, bucket_size=20_000.0, restore_rate=1_000.0)
+        if x3_sandbox is not None:
+            overrides.setdefault("x3", x3_settings(x3_sandbox))
         runtime = ConnectorRuntime(make_settings(sandbox, database_url, **overrides), clock=clock)
         created.append(runtime)
         return runtime

@@ -110,7 +110,8 @@ def test_changes_before_the_first_partition_are_not_requested(fresh_shopify_sand
     # The first partition is tomorrow-ish: nothing the sandbox holds may be requested (it would fail the tick).
     from datetime import UTC, datetime
 
-    runtime = runtime_factory(fresh_shopify_sandbox, partition_start_date=(datetime.now(UTC) + timedelta(days=2)).date(),
+    first_day = (datetime.now(UTC) + timedelta(days=2)).date()
+    runtime = runtime_factory(fresh_shopify_sandbox, partition_start_date=first_day,
                               sensor_initial_lookback_hours=24 * days_ago)
     result = _tick(runtime, None)
     assert result.run_requests == []

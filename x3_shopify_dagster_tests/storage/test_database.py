@@ -30,7 +30,8 @@ from x3_shopify_dagster.storage.database import (
 from x3_shopify_dagster.storage.schema import ALEMBIC_VERSION_TABLE, UtcDateTime, metadata
 from x3_shopify_dagster_tests.storage.factories import version
 
-CONNECTOR_TABLES = {"staged_order_versions", "staged_order_latest"}
+# Every table the package declares (importing the package registers them all on the shared metadata).
+CONNECTOR_TABLES = set(metadata.tables)
 
 
 def head_revision() -> str:

@@ -8,6 +8,8 @@ from x3_shopify_dagster.defs.partitions import build_partitions
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
 from x3_shopify_dagster.defs.shopify.assets import build_shopify_orders_asset
 from x3_shopify_dagster.defs.shopify.sensors import build_shopify_orders_sensor
+from x3_shopify_dagster.defs.x3.postings import build_x3_sales_invoices_asset
+from x3_shopify_dagster.defs.x3.sensors import build_master_data_schedule, build_replay_sensor
 from x3_shopify_dagster.defs.x3.snapshots import x3_customers, x3_gl_accounts
 from x3_shopify_dagster.settings import ConnectorSettings, load_settings
 
@@ -20,12 +22,22 @@ def build_definitions(
     runtime = runtime or ConnectorRuntime(settings)
     partitions = build_partitions(settings)
     orders = build_shopify_orders_asset(partitions)
-    assets: list[dg.AssetsDefinition] = [orders]
-    if settings.x3.configured:
-        assets += [x3_customers, x3_gl_accounts]
+    if not settings.x3.configured:
+        # The Shopify side alone (X3 not configured yet): pull and stage orders.
+        return dg.Definitions(
+            assets=[orders],
+            sensors=[build_shopify_orders_sensor(orders, settings)],
+            resources={"connector": runtime},
+        )
+    invoices = build_x3_sales_invoices_asset(partitions, orders)
     return dg.Definitions(
-        assets=assets,
-        sensors=[build_shopify_orders_sensor(orders, settings)],
+        assets=[orders, x3_customers, x3_gl_accounts, invoices],
+        sensors=[
+            # One run per changed partition stages its orders, then posts them.
+            build_shopify_orders_sensor(orders, settings, downstream=[invoices]),
+            build_replay_sensor(invoices, settings),
+        ],
+        schedules=[build_master_data_schedule(settings)],
         resources={"connector": runtime},
     )
 

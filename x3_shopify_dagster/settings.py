@@ -183,6 +183,8 @@ class ConnectorSettings(BaseSettings):
     sensors_running_by_default: bool = False
     x3: X3Settings = Field(default_factory=X3Settings)
     mapping_path: str | None = Field(default=None, description="YAML mapping of X3 customers to GL accounts etc.")
+    x3_snapshot_cron: str = Field(default="*/15 * * * *", description="Refresh of x3_customers and x3_gl_accounts")
+    posting_lease_seconds: int = Field(default=900, ge=30, description="Lease of one X3 write (exactly-once)")
 
     @field_validator("stores")
     @classmethod

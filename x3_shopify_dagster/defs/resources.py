@@ -10,9 +10,11 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from x3_shopify_dagster.domain.mapping import Mapping, load_mapping
 from x3_shopify_dagster.settings import ConnectorSettings, load_settings
 from x3_shopify_dagster.shopify import OrderReader, ShopifyClient
 from x3_shopify_dagster.storage import ConnectorDatabase, OrderStaging, X3SnapshotStore
+from x3_shopify_dagster.storage.ledger import PostingLedger
 from x3_shopify_dagster.x3 import BasicAuth, EncryptedFileTokenStore, OAuth2Auth, X3Client
 
 
@@ -64,6 +66,16 @@ class ConnectorRuntime:
             api_version=store_settings.api_version,
             timeout_s=self.settings.shopify_timeout_seconds,
         )
+
+    def ledger(self) -> PostingLedger:
+        return PostingLedger(self.database)
+
+    def mapping(self) -> Mapping:
+        """The validated mapping file (X3SD_MAPPING_PATH); errors name the YAML path and the fix."""
+        path = self.settings.mapping_path
+        if not path:
+            raise ValueError("X3SD_MAPPING_PATH is not set: point it at the YAML mapping (see docs/mapping.md)")
+        return load_mapping(path)
 
     def snapshots(self) -> X3SnapshotStore:
         return X3SnapshotStore(self.database)

@@ -8,6 +8,7 @@ tick replays its window: at least once, which the idempotent staging makes harml
 
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -41,7 +42,10 @@ class WatermarkCursor:
 
 
 def build_shopify_orders_sensor(
-    orders_asset: dg.AssetsDefinition, settings: ConnectorSettings
+    orders_asset: dg.AssetsDefinition,
+    settings: ConnectorSettings,
+    *,
+    downstream: Sequence[dg.AssetsDefinition] = (),
 ) -> dg.SensorDefinition:
     status = (
         dg.DefaultSensorStatus.RUNNING if settings.sensors_running_by_default else dg.DefaultSensorStatus.STOPPED
@@ -49,7 +53,7 @@ def build_shopify_orders_sensor(
 
     @dg.sensor(
         name=SENSOR_NAME,
-        target=[orders_asset],
+        target=[orders_asset, *downstream],
         minimum_interval_seconds=settings.sensor_interval_seconds,
         default_status=status,
         description="Polls each Shopify store for orders changed since its watermark and requests the affected "

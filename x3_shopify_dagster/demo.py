@@ -20,13 +20,18 @@ from pathlib import Path
 from types import FrameType
 
 from x3_shopify_dagster.sandboxes.shopify import SandboxConfig, ShopifySandbox
+from x3_shopify_dagster.sandboxes.x3 import X3Sandbox, X3SandboxConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_MAPPING = Path(__file__).resolve().parent / "demo_mapping.yaml"
 DEMO_STORES = ("eu", "us")
 
 
-def demo_environment(shopify: ShopifySandbox, home: Path, *, sensor_interval_s: int) -> dict[str, str]:
+def demo_environment(
+    shopify: ShopifySandbox, x3: X3Sandbox, home: Path, *, sensor_interval_s: int
+) -> dict[str, str]:
     """The X3SD_* settings that point the connector at the sandboxes."""
+    user, password = x3.basic_credentials
     env = {
         "DAGSTER_HOME": str(home / "dagster_home"),
         "X3SD_DATABASE_URL": f"sqlite:///{home / 'connector.db'}",
@@ -35,6 +40,12 @@ def demo_environment(shopify: ShopifySandbox, home: Path, *, sensor_interval_s: 
         "X3SD_SENSORS_RUNNING_BY_DEFAULT": "true",
         "X3SD_SENSOR_INTERVAL_SECONDS": str(sensor_interval_s),
         "X3SD_SHOPIFY_SAFETY_LAG_SECONDS": "5",
+        "X3SD_X3__SERVER_URL": x3.base_url,
+        "X3SD_X3__FOLDER": x3.folder,
+        "X3SD_X3__USER": user,
+        "X3SD_X3__PASSWORD": password,
+        "X3SD_MAPPING_PATH": str(DEMO_MAPPING),
+        "X3SD_X3_SNAPSHOT_CRON": "*/2 * * * *",
     }
     for store in DEMO_STORES:
         prefix = f"X3SD_STORES__{store.upper()}__"
@@ -54,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", default=str(REPO_ROOT / ".demo"), help="demo state folder (default .demo/)")
     parser.add_argument("--ui-port", type=int, default=3000)
     parser.add_argument("--shopify-port", type=int, default=8701)
+    parser.add_argument("--x3-port", type=int, default=8702)
     parser.add_argument("--traffic-interval", type=float, default=3.0, help="seconds between demo events")
     parser.add_argument("--sensor-interval", type=int, default=15)
     parser.add_argument("--no-ui", action="store_true", help="run the sandboxes only (for scripted checks)")
@@ -65,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     shopify.start(host="127.0.0.1", port=args.shopify_port)
     if args.traffic_interval > 0:
         shopify.start_traffic(interval_s=args.traffic_interval)
-    env = {**os.environ, **demo_environment(shopify, home, sensor_interval_s=args.sensor_interval)}
+    x3 = X3Sandbox(X3SandboxConfig(folder="SEED", seed=7)).start(host="127.0.0.1", port=args.x3_port)
+    env = {**os.environ, **demo_environment(shopify, x3, home, sensor_interval_s=args.sensor_interval)}
     print(f"Shopify sandbox: {shopify.base_url} (stores: {', '.join(DEMO_STORES)})", flush=True)
+    print(f"Sage X3 sandbox: {x3.base_url} (folder SEED)", flush=True)
 
     stopping = False
 
@@ -93,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
         shopify.stop()
+        x3.stop()
     return 0 if process is None or process.returncode in (0, -signal.SIGINT, None) else process.returncode
 
 

@@ -23,8 +23,7 @@ class ShiftableClock:
 
 def x3_settings(x3_sandbox) -> X3Settings:
     user, password = x3_sandbox.basic_credentials
-    return X3Settings(server_url=x3_sandbox.base_url, folder=x3_sandbox.folder, user=user,
-                      password=password if isinstance(password, str) else password.get_secret_value())
+    return X3Settings(server_url=x3_sandbox.base_url, folder=x3_sandbox.folder, user=user, password=password)
 
 
 def make_settings(sandbox, database_url: str, **overrides: object) -> ConnectorSettings:

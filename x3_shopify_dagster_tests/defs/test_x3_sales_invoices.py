@@ -74,7 +74,8 @@ def test_a_day_of_orders_ends_posted_invoiced_failed_or_skipped_and_reruns_post_
     assert first["orders_posted"] == states["posted"] > 0
     for record in records:
         if record.state.value == "failed":
-            assert record.reason_code and record.reason_message, record
+            assert record.reason_code, record
+            assert record.reason_message, record
         if record.state.value in {"posted", "invoiced"}:
             assert record.x3_documents["invoice"]
     references = _invoices_by_reference(fresh_x3_sandbox)
@@ -89,7 +90,7 @@ def test_a_day_of_orders_ends_posted_invoiced_failed_or_skipped_and_reruns_post_
     assert again["orders_posted"] == 0
 
     # The audit trail: every posted order has a balanced GL posting event.
-    posted = [r for r in records if r.state.value == "posted"][0]
+    posted = next(r for r in records if r.state.value == "posted")
     events = ledger.history(posted.id)
     posting = [e for e in events if e.event == "posted"][-1]
     lines = posting.gl_lines
@@ -168,7 +169,8 @@ def test_two_concurrent_runs_of_one_partition_create_each_invoice_once(
         thread.join(timeout=120)
     assert all(isinstance(r, PostingReport) for r in results), results
     references = _invoices_by_reference(fresh_x3_sandbox)
-    assert references and all(count == 1 for count in references.values()), references
+    assert references
+    assert all(count == 1 for count in references.values()), references
     # Whatever one run met in flight ("busy") the other finished; a third run leaves nothing pending.
     third = _post_day(runtime, day, "us")
     assert third["orders_busy"] == third["orders_in_doubt"] == 0

@@ -54,7 +54,17 @@ def describe(defs: dg.Definitions) -> dict:
         }
         for sensor in defs.get_repository_def().sensor_defs
     }
-    return {"assets": assets, "sensors": sensors}
+    repository = defs.get_repository_def()
+    schedules = {
+        schedule.name: {"cron": schedule.cron_schedule, "default_status": schedule.default_status.value}
+        for schedule in repository.schedule_defs
+    }
+    checks = sorted(
+        f"{key.asset_key.to_user_string()}:{key.name}"
+        for assets_def in repository.assets_defs_by_key.values()
+        for key in assets_def.check_keys
+    )
+    return {"assets": assets, "sensors": sensors, "schedules": schedules, "checks": checks}
 
 
 def test_definitions_load_and_validate(settings):
@@ -64,6 +74,16 @@ def test_definitions_load_and_validate(settings):
 
 def test_definitions_snapshot(settings, snapshot):
     assert describe(build_definitions(settings)) == snapshot
+
+
+def test_definitions_snapshot_with_x3(settings, snapshot):
+    from x3_shopify_dagster.settings import X3Settings
+
+    settings.x3 = X3Settings(server_url="https://x3.example.com", port=8124, folder="SEED", user="WS",
+                             password="pw")
+    defs = build_definitions(settings)
+    dg.Definitions.validate_loadable(defs)
+    assert describe(defs) == snapshot
 
 
 def test_stores_are_configuration_not_code(settings):

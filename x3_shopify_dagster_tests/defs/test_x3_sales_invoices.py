@@ -175,3 +175,51 @@ def test_two_concurrent_runs_of_one_partition_create_each_invoice_once(
     third = _post_day(runtime, day, "us")
     assert third["orders_busy"] == third["orders_in_doubt"] == 0
     assert _invoices_by_reference(fresh_x3_sandbox) == references
+
+
+def test_replay_sensor_requests_failed_partitions_when_snapshots_change(
+    runtime, fresh_shopify_sandbox, fresh_x3_sandbox, clock
+):
+    from x3_shopify_dagster.defs.x3.sensors import REPLAY_SENSOR_NAME
+
+    fresh_shopify_sandbox.state.set_clock(clock)
+    fresh_shopify_sandbox.state.create_order("eu", email="pierre.lefevre@lefevre-traiteur.example",
+                                             lines=[("CUP-PORC-6", 1)])
+    clock.offset += timedelta(seconds=2)
+    day = business_day(clock(), TZ)
+    _post_day(runtime, day, "eu")
+    assert ("eu", day.isoformat()) in {(p.store, p.partition) for p in runtime.ledger().partitions_with_failures()}
+
+    defs = build_definitions(runtime.settings, runtime=runtime)
+    sensor = defs.resolve_sensor_def(REPLAY_SENSOR_NAME)
+    invoices = defs.resolve_assets_def("x3_sales_invoices")
+    with dg.instance_for_test() as instance:
+        def tick(cursor):
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
+                                              resources={"connector": runtime})
+            return sensor.evaluate_tick(context)
+
+        dg.materialize([defs.resolve_assets_def("x3_customers")], instance=instance)
+        first = tick(None)
+        requested = {r.partition_key for r in first.run_requests}
+        assert partition_key(day, "eu") in requested
+        assert all(r.asset_selection is None or r.asset_selection == [invoices.key] for r in first.run_requests)
+        # Nothing changed since: no new requests.
+        assert tick(first.cursor).run_requests == []
+        # A new customer snapshot (the customer was created in X3): the failed partition is requested again.
+        fresh_x3_sandbox.state.add_customer("FR0101", "Pierre Lefevre", "pierre.lefevre@lefevre-traiteur.example")
+        dg.materialize([defs.resolve_assets_def("x3_customers")], instance=instance)
+        again = tick(first.cursor)
+        assert partition_key(day, "eu") in {r.partition_key for r in again.run_requests}
+
+
+def test_audit_metadata_stays_small(runtime, fresh_shopify_sandbox, fresh_x3_sandbox):
+    import json
+
+    day = _busiest_day(fresh_shopify_sandbox, "us")
+    _materialize(runtime, ["shopify_orders"], day=day, store="us")
+    result, _ = _materialize(runtime, ["x3_sales_invoices"], day=day, store="us")
+    event = result.asset_materializations_for_node("x3_sales_invoices")[0]
+    size = len(json.dumps({k: str(v.value) for k, v in event.metadata.items()}))
+    assert 0 < size < 16_000, size
+    assert "x3-sandbox-password" not in json.dumps({k: str(v.value) for k, v in event.metadata.items()})

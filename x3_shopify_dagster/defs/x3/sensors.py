@@ -48,9 +48,9 @@ def build_replay_sensor(invoices_asset: dg.AssetsDefinition, settings: Connector
         seen = json.loads(context.cursor) if context.cursor else {}
         latest: dict[str, int] = {}
         for key in SNAPSHOT_ASSETS:
-            event = context.instance.get_latest_materialization_event(key)
-            if event is not None and event.storage_id is not None:
-                latest[key.to_user_string()] = event.storage_id
+            records = context.instance.fetch_materializations(key, limit=1).records
+            if records:
+                latest[key.to_user_string()] = records[0].storage_id
         if latest == seen:
             return dg.SensorResult(skip_reason="The X3 snapshots have not changed")
         first_day = connector.settings.partition_start_date

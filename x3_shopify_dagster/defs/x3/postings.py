@@ -86,6 +86,12 @@ def build_x3_sales_invoices_asset(
             raise dg.Failure(description=f"The mapping cannot be used: {exc}", allow_retries=False) from exc
         snapshots = connector.snapshots()
         with connector.x3_client() as x3:
+            expires_soon = getattr(x3.auth, "refresh_token_expires_soon", None)
+            if expires_soon is not None and expires_soon():
+                context.log.warning(
+                    "The X3 OAuth2 refresh token expires within 7 days (or is missing): pair the connector with "
+                    "X3 again before it does, or postings will stop."
+                )
             # First run on a fresh database: take the snapshots the posting checks against.
             if snapshots.info(CUSTOMERS) is None:
                 take_customer_snapshot(x3, snapshots, run_id=context.run_id)

@@ -15,7 +15,6 @@ Fallbacks keep every order exactly once per (id, updatedAt):
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from graphql import REMOVE, StringValueNode, VariableDefinitionNode, VariableNode, parse, print_ast, visit
 from graphql.language import Visitor
 
@@ -148,10 +148,9 @@ def iter_bulk_jsonl(
     """
     assembler = BulkAssembler(max_buffered_parents=max_buffered_parents, on_orphan=on_orphan)
     for line in lines:
-        text = line.decode("utf-8") if isinstance(line, bytes) else line
-        if not text.strip():
+        if not line.strip():
             continue
-        yield from assembler.feed(json.loads(text))
+        yield from assembler.feed(orjson.loads(line))  # takes str or bytes; twice the stdlib parser's speed
     yield from assembler.finish()
 
 
@@ -290,7 +289,7 @@ class BulkOrderExporter:
                 for line in lines:
                     self.stats.bulk_rows += 1
                     try:
-                        row = json.loads(line)
+                        row = orjson.loads(line)
                     except ValueError:
                         raise ShopifyTransportError("bulk result has a truncated or invalid line") from None
                     for order in assembler.feed(row):

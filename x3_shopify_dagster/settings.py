@@ -7,7 +7,6 @@ that names the environment variable and says how to fix it (see ``SettingsError`
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from datetime import date
 from typing import Literal
@@ -17,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from x3_shopify_dagster.netloc import is_loopback_host
 from x3_shopify_dagster.x3.config import X3Config, X3Publications, X3Representations
 
 ENV_PREFIX = "X3SD_"
@@ -24,16 +24,6 @@ _SHOP_HOST = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
 _STORE_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _API_VERSION = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
 DEFAULT_API_VERSION = "2026-07"
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for localhost and loopback addresses, where plain http is acceptable."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def validate_service_url(url: str, *, what: str) -> str:

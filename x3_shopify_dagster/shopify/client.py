@@ -9,7 +9,6 @@ loopback sandbox with a path prefix; only the URL and the token change between t
 from __future__ import annotations
 
 import functools
-import ipaddress
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,6 +21,7 @@ from graphql import OperationDefinitionNode, OperationType, parse, visit
 from graphql.language import DirectiveNode, Visitor
 from pydantic import SecretStr
 
+from x3_shopify_dagster.netloc import is_loopback_host
 from x3_shopify_dagster.shopify.cost import ClientMetrics, CostPacer, QueryCost
 from x3_shopify_dagster.shopify.documents import GraphQLDocument, load_document
 from x3_shopify_dagster.shopify.errors import (
@@ -77,18 +77,9 @@ def require_tls_or_loopback(url: str, *, what: str) -> httpx.URL:
     parsed = httpx.URL(url)
     if parsed.scheme == "https" and parsed.host:
         return parsed
-    if parsed.scheme == "http" and _is_loopback(parsed.host):
+    if parsed.scheme == "http" and is_loopback_host(parsed.host):
         return parsed
     raise ValueError(f"{what} must be https (plain http only for loopback addresses): {parsed.scheme}://{parsed.host}")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class _DirectiveNames(Visitor):

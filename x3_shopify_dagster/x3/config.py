@@ -8,7 +8,6 @@ wire contract in the project's reference notes.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import ssl
 from pathlib import Path
@@ -16,18 +15,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from x3_shopify_dagster.netloc import is_loopback_host
 from x3_shopify_dagster.x3.errors import X3ConfigError
 
 _CODE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,29}$")
-
-
-def is_loopback_host(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_transport_security(url: str, *, what: str) -> None:

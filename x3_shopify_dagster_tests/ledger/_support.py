@@ -13,22 +13,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from x3_shopify_dagster.storage.exactly_once import RemoteResult, SendFailure
+from x3_shopify_dagster.posting.x3_errors import classify_x3_error, invoice_found, invoice_result
+from x3_shopify_dagster.storage.exactly_once import RemoteResult
 from x3_shopify_dagster.storage.ledger import RecordKind, SourceVersion
 from x3_shopify_dagster.x3 import (
     BasicAuth,
     RetryPolicy,
-    X3AuthenticationError,
-    X3BusinessError,
     X3Client,
     X3Config,
-    X3InvoiceRef,
-    X3OutcomeUnknownError,
-    X3ServiceBusyError,
-    X3SoapFault,
-    X3TransportError,
 )
-from x3_shopify_dagster.x3.soap import SoapResult
 
 STORE = "eu"
 PARTITION = "2026-11-27"
@@ -87,34 +80,8 @@ def order_version(
 
 
 # ------------------------------------------------------------------------------------------- X3 adapters
-def classify_x3_error(error: Exception) -> SendFailure:
-    """What an exception of the X3 client means for a write (see x3/transport.py's retry rules)."""
-    if isinstance(error, X3OutcomeUnknownError):
-        return SendFailure.IN_DOUBT
-    if isinstance(error, X3BusinessError):
-        # a retryable business error (record locked) was refused before execution too
-        return SendFailure.NOT_EXECUTED if error.retryable else SendFailure.REFUSED
-    if isinstance(error, X3ServiceBusyError | X3SoapFault | X3AuthenticationError | X3TransportError):
-        # refused before execution; a transport error on a write that reached X3 is X3OutcomeUnknownError
-        return SendFailure.NOT_EXECUTED
-    return SendFailure.IN_DOUBT
-
-
-def invoice_result(result: SoapResult) -> RemoteResult:
-    total = result.decimal("AMTATI")
-    return RemoteResult(
-        document=str(result.field("NUM")),
-        details={"status": result.field("STA"), "amount_incl_tax": total},
-    )
-
-
-def invoice_found(invoice: X3InvoiceRef | None) -> RemoteResult | None:
-    if invoice is None:
-        return None
-    return RemoteResult(
-        document=invoice.number,
-        details={"status": invoice.status, "amount_incl_tax": invoice.amount_incl_tax},
-    )
+# The product's own adapters (the posting flow uses the same ones): re-exported for the tests and the worker.
+__all__ = ["classify_x3_error", "invoice_found", "invoice_result"]
 
 
 def invoice_payload(reference: str, *, customer: str = "FR0001") -> dict[str, Any]:

@@ -85,7 +85,7 @@ def test_a_refused_invoice_is_failed_then_created_by_a_replay_after_the_fix(
     assert replayed.status is OutcomeStatus.SENT
     assert invoices_with(x3_sandbox, reference) == [replayed.document]
     assert writer.lookups == 0  # a refusal wrote nothing: no lookup needed
-    assert replayed.result == {"status": "1", "amount_incl_tax": "120.00"}
+    assert replayed.result == {"status": 1, "amount_incl_tax": "120.00", "amount_excl_tax": "100.00"}
 
 
 def test_a_busy_pool_leaves_the_operation_free_to_send_again(

@@ -193,7 +193,11 @@ class InvoicePoster:
         self._gl: _GlIndex | None = None
 
     # -- the partition -------------------------------------------------------------------------------
-    def post_partition(self, store: str, window: Window, partition: str) -> PostingReport:
+    def post_partition(
+        self, store: str, window: Window, partition: str, *, replay_failed: bool = True
+    ) -> PostingReport:
+        """Post the partition's orders. ``replay_failed``: also retry its failed orders (a re-materialization or
+        a replay); routine change-driven runs leave them alone until something was fixed."""
         staged = list(self.staging.latest_changed_between(store, window.start, window.end))
         versions = [self._source_version(store, partition, s) for s in staged]
         observations = self.ledger.observe_many(versions, run_id=self.owner)
@@ -204,7 +208,7 @@ class InvoicePoster:
         work: list[LedgerRecord] = []
         for observation in observations:
             record = observation.record
-            if record.state is RecordState.FAILED:
+            if record.state is RecordState.FAILED and replay_failed:
                 record = self.ledger.replay(record.id, run_id=self.owner)
             if record.state in {RecordState.STAGED, RecordState.MATCHED, RecordState.VALIDATED, RecordState.INVOICED}:
                 work.append(record)

@@ -29,7 +29,7 @@ def runtime(fresh_shopify_sandbox, fresh_x3_sandbox, runtime_factory):
     return runtime_factory(fresh_shopify_sandbox, x3_sandbox=fresh_x3_sandbox, mapping_path=str(DEMO_MAPPING))
 
 
-def _materialize(runtime, names, *, day=None, store=None, raise_on_error=True):
+def _materialize(runtime, names, *, day=None, store=None, raise_on_error=True, tags=None):
     defs = build_definitions(runtime.settings, runtime=runtime)
     assets = [defs.resolve_assets_def(name) for name in names]
     with dg.instance_for_test() as instance:
@@ -37,6 +37,7 @@ def _materialize(runtime, names, *, day=None, store=None, raise_on_error=True):
             assets, instance=instance, raise_on_error=raise_on_error,
             partition_key=partition_key(day, store) if day else None,
             selection=names,
+            tags=tags,
         )
         metadata = {}
         for name in names:
@@ -110,6 +111,11 @@ def test_missing_customer_fails_with_reason_then_replay_posts_it_once(
     assert record.state.value == "failed"
     assert record.reason_code == "customer_not_found"
     assert "new.buyer@fresh-start.example" in record.reason_message
+
+    # A routine change-driven run leaves the failed order alone (no replay event, still failed).
+    _materialize(runtime, ["x3_sales_invoices"], day=day, store="eu", tags={"x3sd/trigger": "shopify_orders_sensor"})
+    assert "replayed" not in [event.event for event in runtime.ledger().history(record.id)]
+    assert runtime.ledger().get("eu", "order", order_id).state.value == "failed"
 
     # Fix the master data in X3, refresh the snapshot, replay the partition.
     fresh_x3_sandbox.state.add_customer("FR0100", "Nina Novak", "new.buyer@fresh-start.example")

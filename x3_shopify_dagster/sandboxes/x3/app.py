@@ -100,6 +100,8 @@ class X3SandboxApp:
             Route(SOAP_PATH, self.soap, methods=["POST"]),
             Route(WSDL_PATH, self.wsdl, methods=["GET"]),
             Route(OAUTH_GRANT_PATH, self.token, methods=["POST"]),
+            Route("/_sandbox/{folder}/customers", self.admin_add_customer, methods=["POST"]),
+            Route("/_sandbox/{folder}/accounts", self.admin_account_active, methods=["POST"]),
             Route("/{path:path}", self.not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ])
 
@@ -310,6 +312,36 @@ class X3SandboxApp:
     def _oauth_error(error: OAuthError) -> Response:
         return Response(encode_json({"error": error.error, "error_description": error.description}),
                         status_code=error.status, media_type=_JSON, headers={"Cache-Control": "no-store"})
+
+    # ------------------------------------------------------------------------------ demo administration
+    # What an X3 user would do in the X3 screens, so a demo can show "fix in X3, then replay". Same
+    # authentication as every other route.
+    async def admin_add_customer(self, request: Request) -> Response:
+        if (denied := self._authenticate(request, self._target(request))) is not None:
+            return denied
+        state = self.runtime.states.get(request.path_params["folder"])
+        if state is None:
+            return _json(diagnosis(404, f"No such folder: {request.path_params['folder']}"))
+        body = await request.json()
+        try:
+            customer = state.add_customer(str(body["code"]), str(body["name"]), str(body["email"]),
+                                          bool(body.get("active", True)))
+        except (KeyError, ValueError) as exc:
+            return _json(diagnosis(400, f"Cannot create the customer: {exc}"))
+        return Response(encode_json({"code": customer.code}), status_code=201, media_type=_JSON)
+
+    async def admin_account_active(self, request: Request) -> Response:
+        if (denied := self._authenticate(request, self._target(request))) is not None:
+            return denied
+        state = self.runtime.states.get(request.path_params["folder"])
+        if state is None:
+            return _json(diagnosis(404, f"No such folder: {request.path_params['folder']}"))
+        body = await request.json()
+        try:
+            account = state.set_account_active(str(body["chart"]), str(body["account"]), bool(body["active"]))
+        except KeyError as exc:
+            return _json(diagnosis(400, f"No such account: {exc}"))
+        return Response(encode_json({"account": account.account, "active": account.active}), media_type=_JSON)
 
     async def not_found(self, request: Request) -> Response:
         if (denied := self._authenticate(request, self._target(request))) is not None:

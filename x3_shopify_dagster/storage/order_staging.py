@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Select, Table, and_, column, or_, select, table
+from sqlalchemy import Connection, Dialect, Select, and_, column, or_, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row as ResultRow
 
-from x3_shopify_dagster.storage.database import ConnectorDatabase, postgres_copy, postgres_supports_lz4
-from x3_shopify_dagster.storage.schema import staged_order_latest, staged_order_versions
+from x3_shopify_dagster.storage.database import ConnectorDatabase, json_dumps, postgres_copy, postgres_supports_lz4
+from x3_shopify_dagster.storage.schema import UtcDateTime, staged_order_latest, staged_order_versions
 
 _LATEST = staged_order_latest
 _VERSIONS = staged_order_versions
@@ -95,6 +95,9 @@ class OrderVersion:
     updated_at: datetime  # Shopify's Order.updatedAt; normalised to UTC, naive values are refused
     content_hash: str
     payload: dict[str, Any] = field(repr=False)  # JSON-safe order (money as Decimal strings)
+    # `payload` already encoded with storage's json_dumps, when the caller has it: what gets stored. Encoding
+    # right after the dict is built is cheaper than in the writer, when a batch of dicts is out of the cache.
+    payload_json: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "updated_at", _require_aware("updated_at", self.updated_at))
@@ -228,7 +231,7 @@ class OrderStaging:
         if db.dialect_name == "postgresql":
             self._writer: _RowWriter = _PostgresCopyWriter()
         elif db.dialect_name == "sqlite":
-            self._writer = _ExecutemanyWriter(sqlite.insert)
+            self._writer = _SqliteExecutemanyWriter(db.engine.dialect)
         else:
             raise ValueError(f"order staging supports PostgreSQL and SQLite, not {db.dialect_name}")
         self._db = db
@@ -350,14 +353,14 @@ def _latest_versions_query() -> Select[Any]:
 
 
 def _version_row(version: OrderVersion, staged_at: datetime, run_id: str | None) -> Row:
-    """Values in _VERSION_COLUMNS_WRITTEN order."""
+    """Values in _VERSION_COLUMNS_WRITTEN order, the payload as JSON text."""
     return (
         version.store,
         version.order_id,
         version.order_name,
         version.updated_at,
         version.content_hash,
-        version.payload,
+        version.payload_json if version.payload_json is not None else json_dumps(version.payload),
         staged_at,  # first_seen_at
         run_id,
     )
@@ -402,22 +405,50 @@ def _upsert_latest_if_newer(insert: DialectInsert) -> DialectInsert:
     )
 
 
-class _ExecutemanyWriter:
-    """Core executemany of INSERT ... ON CONFLICT (SQLite: in-process, so statement size costs nothing)."""
+class _SqliteExecutemanyWriter:
+    """DBAPI executemany of the INSERT ... ON CONFLICT statements, compiled once.
 
-    def __init__(self, dialect_insert: Callable[[Table], DialectInsert]) -> None:
-        # RETURNING is there for speed: SQLAlchemy batches an executemany of INSERT ... ON CONFLICT into
-        # multi-row statements ("insertmanyvalues") only when the statement returns rows.
-        self._insert_versions = _insert_versions_if_absent(dialect_insert(_VERSIONS)).returning(_VERSIONS.c.id)
-        self._upsert_latest = _upsert_latest_if_newer(dialect_insert(_LATEST)).returning(_LATEST.c.order_id)
+    sqlite3 binds and steps each row of a prepared statement in C; going through SQLAlchemy's executemany cost
+    more than the inserts themselves (per-row parameter dicts, bind processors, multi-row statement building).
+    Values are rendered here exactly as the columns' types render them (UtcDateTime text; the payload comes
+    as JSON text from `_version_row`).
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._insert_versions = _positional_sql(
+            _insert_versions_if_absent(sqlite.insert(_VERSIONS)), _VERSION_COLUMNS_WRITTEN, dialect
+        )
+        self._upsert_latest = _positional_sql(
+            _upsert_latest_if_newer(sqlite.insert(_LATEST)), _LATEST_COLUMNS_WRITTEN, dialect
+        )
+        render_timestamp = UtcDateTime().process_bind_param
+        self._timestamp = lambda value: render_timestamp(value, dialect)
 
     def write(self, connection: Connection, version_rows: list[Row], latest_rows: list[Row]) -> None:
+        timestamp = self._timestamp
         if version_rows:
-            parameters = [dict(zip(_VERSION_COLUMNS_WRITTEN, row, strict=True)) for row in version_rows]
-            connection.execute(self._insert_versions, parameters).close()
+            first_seen_at = timestamp(version_rows[0][6])  # staged_at: one value per batch
+            rows = [
+                (store, order_id, name, timestamp(updated_at), content_hash, payload_json, first_seen_at, run)
+                for store, order_id, name, updated_at, content_hash, payload_json, _, run in version_rows
+            ]
+            connection.exec_driver_sql(self._insert_versions, rows)
         if latest_rows:
-            parameters = [dict(zip(_LATEST_COLUMNS_WRITTEN, row, strict=True)) for row in latest_rows]
-            connection.execute(self._upsert_latest, parameters).close()
+            staged_at = timestamp(latest_rows[0][6])
+            rows = [
+                (store, order_id, name, timestamp(updated_at), timestamp(version_updated_at), content_hash,
+                 staged_at, staged_at, run)
+                for store, order_id, name, updated_at, version_updated_at, content_hash, _, _, run in latest_rows
+            ]
+            connection.exec_driver_sql(self._upsert_latest, rows)
+
+
+def _positional_sql(statement: DialectInsert, columns: Sequence[str], dialect: Dialect) -> str:
+    """The statement's SQL with one positional parameter per column, in `columns` order."""
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+    if compiled.positiontup != list(columns):
+        raise AssertionError(f"unexpected parameter order {compiled.positiontup}")
+    return str(compiled)
 
 
 class _PostgresCopyWriter:

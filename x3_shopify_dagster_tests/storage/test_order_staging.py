@@ -381,3 +381,19 @@ def test_postgres_payloads_are_jsonb_compressed_with_lz4_when_the_server_can(pos
         lz4_available = postgres_supports_lz4(connection)
     assert column_type == "jsonb"
     assert compression == ("l" if lz4_available else "")
+
+
+def test_pre_encoded_payload_is_stored_as_the_same_json(connector_db) -> None:
+    # The asset encodes each payload once, right after building it; the stored JSON must be the payload itself.
+    from dataclasses import replace
+
+    from x3_shopify_dagster.storage.database import json_dumps
+
+    plain = version(41, note="naïve café")
+    encoded = replace(version(42, note="naïve café"), payload_json=json_dumps(version(42, note="naïve café").payload))
+    staging = OrderStaging(connector_db)
+    staging.stage([plain, encoded])
+    for staged_version in (plain, encoded):
+        stored = staging.latest(staged_version.store, staged_version.order_id)
+        assert stored is not None
+        assert stored.payload == staged_version.payload

@@ -174,12 +174,15 @@ class BulkOrderExporter:
         poll_interval_s: float = 2.0,
         timeout_s: float = 3600.0,
         max_buffered_orders: int = 500,
+        details_reader: OrderReader | None = None,
     ) -> None:
         self._client = client
         self.poll_interval_s = poll_interval_s
         self.timeout_s = timeout_s
         self.max_buffered_orders = max_buffered_orders
-        self._details = OrderReader(client)  # refund/fulfilment details and orphan re-reads
+        # Refund/fulfilment details and orphan re-reads; pass the configured reader so its page sizes stay under
+        # the single-query cost limit.
+        self._details = details_reader or OrderReader(client)
         self.stats = PullStats(mode="bulk")
 
     def iter_changed_orders(

@@ -129,7 +129,7 @@ def build_shopify_orders_asset(partitions_def: dg.PartitionsDefinition) -> dg.As
                 context.log.info("Pulling %s orders changed in [%s, %s) with a %s pull (expected %s)", store,
                                  window.start, window.end, mode.value, expected)
                 if mode is PullMode.BULK:
-                    exporter = BulkOrderExporter(client)
+                    exporter = BulkOrderExporter(client, details_reader=connector.order_reader(client))
                     orders = exporter.iter_changed_orders(window.start, window.end, fallback=reader)
                     stats = exporter.stats
                 else:

@@ -110,20 +110,10 @@ class PostingReport:
 
 def mapping_reference_problems(mapping: ConnectorMapping, snapshots: X3SnapshotStore) -> list[str]:
     """Accounts and cost centres the mapping names that X3 does not have, or has inactive (blocks posting)."""
-    problems: list[str] = []
-    for account in sorted(mapping.referenced_gl_accounts(), key=str):
-        data = snapshots.get(GL_ACCOUNTS, gl_account_key(account.chart, account.account))
-        if data is None:
-            problems.append(f"GL account {account} does not exist in X3")
-        elif not data["enabled"]:
-            problems.append(f"GL account {account} is inactive in X3")
-    for dimension_type, code in sorted(mapping.referenced_dimensions()):
-        data = snapshots.get(DIMENSIONS, dimension_key(dimension_type, code))
-        if data is None:
-            problems.append(f"cost centre {dimension_type}={code} does not exist in X3")
-        elif not data["enabled"]:
-            problems.append(f"cost centre {dimension_type}={code} is inactive in X3")
-    return problems
+    index = _GlIndex(snapshots)
+    problems = [index.account_problem(a.chart, a.account) for a in sorted(mapping.referenced_gl_accounts(), key=str)]
+    problems += [index.dimension_problem(die, cce) for die, cce in sorted(mapping.referenced_dimensions())]
+    return [problem for problem in problems if problem]
 
 
 class _GlIndex:
@@ -133,30 +123,34 @@ class _GlIndex:
         self.accounts = dict(snapshots.items(GL_ACCOUNTS))
         self.dimensions = dict(snapshots.items(DIMENSIONS))
 
+    def account_problem(self, chart: str, account: str, on: date | None = None) -> str | None:
+        data = self.accounts.get(gl_account_key(chart, account))
+        label = f"GL account {chart}/{account}"
+        if data is None:
+            return f"{label} does not exist in X3"
+        if not data["enabled"]:
+            return f"{label} is inactive in X3"
+        if on is not None and not _valid_on(data, on):
+            return f"{label} is not valid on {on.isoformat()}"
+        return None
+
+    def dimension_problem(self, dimension_type: str, code: str) -> str | None:
+        data = self.dimensions.get(dimension_key(dimension_type, code))
+        label = f"cost centre {dimension_type}={code}"
+        if data is None:
+            return f"{label} does not exist in X3"
+        if not data["enabled"]:
+            return f"{label} is inactive in X3"
+        return None
+
     def problems(self, draft: InvoiceDraft) -> list[str]:
-        problems: list[str] = []
         on = draft.header.accounting_date
-        seen: set[str] = set()
-        for line in draft.gl_lines():
-            key = gl_account_key(line.account.chart, line.account.account)
-            if key in seen:
-                continue
-            seen.add(key)
-            data = self.accounts.get(key)
-            if data is None:
-                problems.append(f"GL account {line.account} does not exist in X3")
-            elif not data["enabled"]:
-                problems.append(f"GL account {line.account} is inactive in X3")
-            elif not _valid_on(data, on):
-                problems.append(f"GL account {line.account} is not valid on {on.isoformat()}")
-            for die, cce in sorted(line.dimensions.items()):
-                dim = self.dimensions.get(dimension_key(die, cce))
-                label = f"cost centre {die}={cce}"
-                if dim is None:
-                    problems.append(f"{label} does not exist in X3")
-                elif not dim["enabled"]:
-                    problems.append(f"{label} is inactive in X3")
-        return sorted(set(problems))
+        lines = draft.gl_lines()
+        accounts = {(line.account.chart, line.account.account) for line in lines}
+        dimensions = {item for line in lines for item in line.dimensions.items()}
+        problems = [self.account_problem(chart, account, on) for chart, account in accounts]
+        problems += [self.dimension_problem(die, cce) for die, cce in dimensions]
+        return sorted(problem for problem in problems if problem)
 
 
 def _valid_on(account: Mapping[str, Any], day: date) -> bool:
@@ -190,6 +184,7 @@ class InvoicePoster:
         self.lease_s = lease_s
         self.workers = max(1, workers)
         self._customers: dict[str, list[dict[str, Any]]] = {}
+        self._orders: dict[tuple[str, str], ShopifyOrder] = {}
         self._gl: _GlIndex | None = None
 
     # -- the partition -------------------------------------------------------------------------------
@@ -199,7 +194,11 @@ class InvoicePoster:
         """Post the partition's orders. ``replay_failed``: also retry its failed orders (a re-materialization or
         a replay); routine change-driven runs leave them alone until something was fixed."""
         staged = list(self.staging.latest_changed_between(store, window.start, window.end))
-        versions = [self._source_version(store, partition, s) for s in staged]
+        # Validated once here; _process reuses the model for the version the ledger holds.
+        self._orders = {(s.order_id, s.content_hash): ShopifyOrder.model_validate(s.payload) for s in staged}
+        versions = [
+            self._source_version(store, partition, s, self._orders[(s.order_id, s.content_hash)]) for s in staged
+        ]
         observations = self.ledger.observe_many(versions, run_id=self.owner)
         self._customers = dict(self.snapshots.items(CUSTOMERS))
         self._gl = _GlIndex(self.snapshots)
@@ -219,8 +218,7 @@ class InvoicePoster:
         return report
 
     @staticmethod
-    def _source_version(store: str, partition: str, staged: Any) -> SourceVersion:
-        order = ShopifyOrder.model_validate(staged.payload)
+    def _source_version(store: str, partition: str, staged: Any, order: ShopifyOrder) -> SourceVersion:
         money = order.total_price_set.shop_money
         return SourceVersion(
             store=store,
@@ -257,7 +255,9 @@ class InvoicePoster:
             return self._outcome(failed, "failed")
 
     def _process(self, record: LedgerRecord) -> RecordOutcome:
-        order = ShopifyOrder.model_validate(record.source_payload)
+        order = self._orders.get((record.source_id, record.source_hash)) or ShopifyOrder.model_validate(
+            record.source_payload
+        )
         store = record.store
         customer_code, match_failure = self._match(order) if record.x3_customer is None else (record.x3_customer, None)
         result = build_invoice(

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from x3_shopify_dagster.domain.customers import normalise_email
 from x3_shopify_dagster.x3.auth import X3Auth
 from x3_shopify_dagster.x3.config import ClassRef, X3Config
 from x3_shopify_dagster.x3.errors import X3AmbiguousReferenceError, X3ProtocolError
@@ -31,10 +32,6 @@ from x3_shopify_dagster.x3.rest import Api1Reader
 from x3_shopify_dagster.x3.sdata import Where, order_by, property_name
 from x3_shopify_dagster.x3.soap import SoapCaller, SoapResult, encode_object
 from x3_shopify_dagster.x3.transport import X3Transport
-
-
-def normalise_email(email: str) -> str:
-    return email.strip().casefold()
 
 
 class X3Client:

@@ -36,6 +36,7 @@ from x3_shopify_dagster.shopify.errors import (
     ShopifyUserErrors,
     UserError,
 )
+from x3_shopify_dagster.shopify.oauth import ShopifyAuth, StaticTokenAuth, redact
 from x3_shopify_dagster.shopify.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -112,8 +113,9 @@ class ShopifyClient:
     def __init__(
         self,
         shop_url: str,
-        access_token: SecretStr | str,
+        access_token: SecretStr | str | None = None,
         *,
+        auth: ShopifyAuth | None = None,
         api_version: str = DEFAULT_API_VERSION,
         timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
@@ -122,9 +124,10 @@ class ShopifyClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         base = require_tls_or_loopback(shop_url.rstrip("/"), what="shop_url")
-        token = access_token if isinstance(access_token, SecretStr) else SecretStr(access_token)
-        if not token.get_secret_value():
-            raise ValueError("access_token is empty")
+        if (auth is None) == (access_token is None):
+            raise ValueError("give either access_token (a static token) or auth (an OAuth/client-credentials auth)")
+        # The token is put on each request by the auth object (renewed when it expires), never a default header.
+        self.auth: ShopifyAuth = auth if auth is not None else StaticTokenAuth(access_token or "")
         self.shop_url = str(base).rstrip("/")
         self.api_version = api_version
         self.endpoint = f"{self.shop_url}/admin/api/{api_version}/graphql.json"
@@ -133,15 +136,14 @@ class ShopifyClient:
         self.clock = clock
         self.pacer = CostPacer()
         self.metrics = ClientMetrics()
-        self._token = token
         timeout = httpx.Timeout(timeout_s)
         # No redirects: a redirected request would carry the token header to wherever it points.
         self._http = httpx.Client(
             transport=transport,
             timeout=timeout,
             follow_redirects=False,
+            auth=self.auth,
             headers={
-                "X-Shopify-Access-Token": token.get_secret_value(),
                 "Content-Type": "application/json",
                 "Accept": "application/json",
                 "User-Agent": _USER_AGENT,
@@ -162,6 +164,7 @@ class ShopifyClient:
         self.close()
 
     def close(self) -> None:
+        """Close the HTTP connections (the auth object is shared per store and closed by its owner)."""
         self._http.close()
         self._downloads.close()
 
@@ -205,6 +208,9 @@ class ShopifyClient:
         backoff = self.retry.backoff_s(retry_number)
         try:
             response = self._http.post(self.endpoint, json=body)
+        except ShopifyTransportError as exc:
+            # The token endpoint was unreachable while renewing: the GraphQL request was never sent.
+            return _Retry(exc, backoff, reason=str(exc))
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             # Nothing reached Shopify when the connection could not even be opened: safe to resend anything.
             never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
@@ -229,6 +235,7 @@ class ShopifyClient:
             )
             return _Retry(error, wait, reason="HTTP 429", throttled=True)
         if status in (401, 403):
+            # A 401 already went through the auth object's one renewal (httpx auth flow).
             raise ShopifyAuthError(
                 f"Shopify {operation}: HTTP {status} {response.reason_phrase}: the access token was refused "
                 f"or lacks a scope for {self.shop_url}",
@@ -360,8 +367,7 @@ class ShopifyClient:
             raise ShopifyUserErrors(found, operation=operation, request_id=request_id)
 
     def _scrub(self, text: str) -> str:
-        secret = self._token.get_secret_value()
-        return text.replace(secret, "**********") if secret else text
+        return redact(text, self.auth.secrets())
 
     # --- Convenience -------------------------------------------------------------------------------------
 

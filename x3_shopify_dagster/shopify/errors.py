@@ -114,3 +114,23 @@ class ShopifyUserErrors(ShopifyError):
 
 class BulkOperationError(ShopifyError):
     """A bulk export failed, expired or was cancelled and no fallback reader was given."""
+
+
+class ShopifyReauthorizationRequired(ShopifyAuthError):
+    """The store's authorization is gone (token revoked or expired, refresh refused, app uninstalled).
+
+    Retrying cannot help; ``fix`` says what does (for an OAuth store: ``x3sd shopify connect <store>``).
+    The message never carries a token.
+    """
+
+    def __init__(self, message: str, *, fix: str, status_code: int = 401, operation: str | None = None) -> None:
+        super().__init__(f"{message}; {fix}", status_code=status_code, operation=operation)
+        self.fix = fix
+
+
+class ShopifyOAuthError(ShopifyError):
+    """The OAuth install or callback was refused (bad HMAC, wrong state, bad shop domain, code exchange failed)."""
+
+
+class ShopifyTokenStoreError(ShopifyError):
+    """The token store cannot be read or written (missing or wrong vault key, database unavailable)."""

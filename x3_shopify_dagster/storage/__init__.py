@@ -10,6 +10,14 @@ from x3_shopify_dagster.storage.order_staging import (
     StageOutcome,
     StagingCounts,
 )
+from x3_shopify_dagster.storage.vault import (
+    Vault,
+    VaultError,
+    VaultKeyError,
+    VaultKeys,
+    VaultShopifyTokenStore,
+    VaultTokenStore,
+)
 from x3_shopify_dagster.storage.x3_snapshots import SnapshotInfo, X3SnapshotStore
 
 __all__ = [
@@ -20,5 +28,11 @@ __all__ = [
     "StageOutcome",
     "StagedOrder",
     "StagingCounts",
+    "Vault",
+    "VaultError",
+    "VaultKeyError",
+    "VaultKeys",
+    "VaultShopifyTokenStore",
+    "VaultTokenStore",
     "X3SnapshotStore",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 
 from x3_shopify_dagster.settings import SettingsError, load_settings
 
@@ -40,7 +41,81 @@ def _check() -> int:
     return exit_code(results)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _shopify_connect(args: argparse.Namespace, open_url: Callable[[str], None] | None) -> int:
+    from x3_shopify_dagster.defs.resources import ConnectorRuntime
+    from x3_shopify_dagster.shopify.errors import ShopifyError
+    from x3_shopify_dagster.shopify.oauth_connect import ShopifyConnector, run_in_thread
+    from x3_shopify_dagster.storage.vault import VaultError, VaultShopifyTokenStore
+
+    settings = load_settings()
+    store_key = args.store.lower()
+    store = settings.stores.get(store_key)
+    if store is None:
+        print(f"store {args.store!r} is not configured (configured: {', '.join(settings.stores)})", file=sys.stderr)
+        return 2
+    prefix = f"X3SD_STORES__{store_key.upper()}__"
+    if not store.client_id or store.client_secret is None:
+        print(f"set {prefix}CLIENT_ID and {prefix}CLIENT_SECRET (the app's credentials) first", file=sys.stderr)
+        return 2
+    runtime = ConnectorRuntime(settings)
+    try:
+        token_store = VaultShopifyTokenStore(runtime.vault(), store_key)
+        connector = ShopifyConnector(store.shop_url, store.client_id, store.client_secret, token_store,
+                                     store_key=store_key, host=args.host, port=args.port,
+                                     expiring=not args.non_expiring)
+
+        def show(url: str) -> None:
+            print("Open this URL in a browser logged in to the store's admin, and approve the app:")
+            print(f"  {url}")
+            print(f"Waiting for Shopify's redirect (up to {args.timeout:g}s)...", flush=True)
+            if open_url is not None:
+                run_in_thread(lambda: open_url(url))
+
+        result = connector.connect(show, timeout_s=args.timeout)
+    except (ShopifyError, VaultError, OSError) as exc:
+        print(f"x3sd shopify connect {store_key} failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.close()
+    tokens = result.tokens
+    expiry = tokens.expires_at.isoformat() if tokens.expires_at else "never (non-expiring token)"
+    print(f"Store {store_key} connected: scopes {','.join(tokens.scopes) or '(none)'}; access token expires {expiry}"
+          + ("; refreshed automatically" if tokens.refresh_token else ""))
+    if store.auth_mode != "oauth":
+        print(f"Set {prefix}AUTH_MODE=oauth for the connector to use it (now {store.auth_mode}).")
+    return 0
+
+
+def _vault(args: argparse.Namespace) -> int:
+    from x3_shopify_dagster.defs.resources import ConnectorRuntime
+    from x3_shopify_dagster.storage.vault import VaultError, generate_key
+
+    if args.vault_command == "generate-key":
+        print(generate_key())
+        return 0
+    runtime = ConnectorRuntime(load_settings())
+    try:
+        vault = runtime.vault()
+        if args.vault_command == "rotate-key":
+            report = vault.rotate()
+            print(f"Re-encrypted {len(report.rotated)} secret(s) under X3SD_VAULT_KEY "
+                  f"({', '.join(report.rotated) or 'none stored'}); X3SD_VAULT_OLD_KEYS can now be emptied.")
+            return 0
+        entries = vault.entries()
+        for entry in entries:
+            print(f"{entry.name}  version {entry.version}  updated {entry.updated_at.isoformat()}  key: {entry.key}")
+        if not entries:
+            print("The vault is empty.")
+        return 1 if any(entry.key == "none" for entry in entries) else 0
+    except VaultError as exc:
+        print(f"x3sd vault {args.vault_command} failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.close()
+
+
+def main(argv: list[str] | None = None, *, open_url: Callable[[str], None] | None = None) -> int:
+    """``open_url``: called with the install URL by ``shopify connect`` (the CLI entry point prints it only)."""
     parser = argparse.ArgumentParser(prog="x3sd", description="x3-shopify-dagster operator commands")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("settings", help="validate the configuration and print it with secrets masked")
@@ -48,6 +123,24 @@ def main(argv: list[str] | None = None) -> int:
     db = commands.add_parser("db", help="connector database")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="apply pending migrations")
+    shopify = commands.add_parser("shopify", help="Shopify stores")
+    shopify_commands = shopify.add_subparsers(dest="shopify_command", required=True)
+    connect = shopify_commands.add_parser(
+        "connect", help="authorize the app on a store (OAuth) and keep its token in the vault"
+    )
+    connect.add_argument("store", help="store key, e.g. eu")
+    connect.add_argument("--host", default="127.0.0.1", help="loopback address of the callback server")
+    connect.add_argument("--port", type=int, default=8765,
+                         help="callback port; the redirect URL http://127.0.0.1:PORT/shopify/callback must be "
+                              "allowed in the app's configuration (0: any free port)")
+    connect.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the approval")
+    connect.add_argument("--non-expiring", action="store_true",
+                         help="ask for a non-expiring offline token (custom apps only; default: expiring + refresh)")
+    vault = commands.add_parser("vault", help="the encrypted secret vault (X3SD_VAULT_KEY)")
+    vault_commands = vault.add_subparsers(dest="vault_command", required=True)
+    vault_commands.add_parser("rotate-key", help="re-encrypt every secret under X3SD_VAULT_KEY (all or nothing)")
+    vault_commands.add_parser("generate-key", help="print a new random vault key")
+    vault_commands.add_parser("list", help="stored secrets (names only) and which key decrypts each")
     args = parser.parse_args(argv)
     try:
         if args.command == "settings":
@@ -56,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             return _check()
         if args.command == "db" and args.db_command == "upgrade":
             return _db_upgrade()
+        if args.command == "shopify" and args.shopify_command == "connect":
+            return _shopify_connect(args, open_url)
+        if args.command == "vault":
+            return _vault(args)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2

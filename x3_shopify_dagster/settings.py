@@ -13,7 +13,15 @@ from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from x3_shopify_dagster.netloc import is_loopback_host
@@ -24,6 +32,7 @@ _SHOP_HOST = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
 _STORE_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _API_VERSION = re.compile(r"^(\d{4}-(01|04|07|10)|unstable)$")
 DEFAULT_API_VERSION = "2026-07"
+_FIELD_PROBLEM = re.compile(r"^\[(\w+)\] (.*)$", re.DOTALL)
 
 
 def validate_service_url(url: str, *, what: str) -> str:
@@ -39,10 +48,18 @@ def validate_service_url(url: str, *, what: str) -> str:
 
 
 class StoreSettings(BaseModel):
-    """One Shopify store: ``X3SD_STORES__<KEY>__SHOP_URL``, ``__ACCESS_TOKEN``, ``__API_VERSION``."""
+    """One Shopify store: ``X3SD_STORES__<KEY>__SHOP_URL``, ``__AUTH_MODE`` and its credentials, ``__API_VERSION``.
+
+    ``auth_mode``: ``token`` (a static ``ACCESS_TOKEN``), ``oauth`` (the token ``x3sd shopify connect`` put in
+    the vault, refreshed with rotation) or ``client_credentials`` (``CLIENT_ID``/``CLIENT_SECRET``; the ~24 h
+    token is cached in the vault). The last two need ``X3SD_VAULT_KEY``.
+    """
 
     shop_url: str = Field(description="The store's own https://{shop}.myshopify.com address")
-    access_token: SecretStr = Field(description="Admin API access token (offline token)")
+    auth_mode: Literal["token", "oauth", "client_credentials"] = Field(default="token")
+    access_token: SecretStr | None = Field(default=None, description="Admin API access token (auth_mode token)")
+    client_id: str | None = Field(default=None, description="App client id (auth_mode oauth, client_credentials)")
+    client_secret: SecretStr | None = Field(default=None, description="App client secret (oauth, client_credentials)")
     api_version: str = Field(default=DEFAULT_API_VERSION, description="Admin API version, YYYY-MM")
 
     @field_validator("shop_url")
@@ -65,12 +82,26 @@ class StoreSettings(BaseModel):
             raise ValueError(f"API version must look like 2026-07 (a quarterly YYYY-MM release), got {value!r}")
         return value
 
-    @field_validator("access_token")
+    @field_validator("access_token", "client_secret")
     @classmethod
-    def _token(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("access token is empty")
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is empty")
         return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> StoreSettings:
+        # "[field] problem": load_settings names the field's own variable (X3SD_STORES__EU__ACCESS_TOKEN).
+        if self.auth_mode == "token" and self.access_token is None:
+            raise ValueError(
+                "[access_token] is not set (auth_mode token needs the Admin API token; or set AUTH_MODE to oauth "
+                "or client_credentials with CLIENT_ID and CLIENT_SECRET)"
+            )
+        if self.auth_mode != "token":
+            for name, value in (("client_id", self.client_id), ("client_secret", self.client_secret)):
+                if not value:
+                    raise ValueError(f"[{name}] is not set (auth_mode {self.auth_mode} needs the app's credentials)")
+        return self
 
 
 class X3Settings(BaseModel):
@@ -89,6 +120,7 @@ class X3Settings(BaseModel):
     client_secret: SecretStr | None = None
     token_url: str | None = None
     token_store_path: str = Field(default=".x3sd/x3_tokens.enc", description="Encrypted OAuth2 token file")
+    token_store: Literal["file", "vault"] = Field(default="file", description="Where X3 OAuth2 tokens are kept")
     ca_bundle_path: str | None = None
     reference_field: str = "BPRVCR"
     representations: X3Representations = Field(default_factory=X3Representations)
@@ -175,6 +207,11 @@ class ConnectorSettings(BaseSettings):
     mapping_path: str | None = Field(default=None, description="YAML mapping of X3 customers to GL accounts etc.")
     x3_snapshot_cron: str = Field(default="*/15 * * * *", description="Refresh of x3_customers and x3_gl_accounts")
     posting_lease_seconds: int = Field(default=900, ge=30, description="Lease of one X3 write (exactly-once)")
+    # Declared after `stores` and `x3`: the validator checks the key is there when something needs the vault.
+    vault_key: SecretStr | None = Field(
+        default=None, validate_default=True, description="Fernet key encrypting the vault (tokens at rest)"
+    )
+    vault_old_keys: SecretStr | None = Field(default=None, description="Older vault keys (comma-separated), rotation")
 
     @field_validator("stores")
     @classmethod
@@ -190,6 +227,23 @@ class ConnectorSettings(BaseSettings):
                 )
             normalised[k] = store
         return dict(sorted(normalised.items()))
+
+    @field_validator("vault_key")
+    @classmethod
+    def _vault_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            return value
+        stores = info.data.get("stores") or {}
+        x3 = info.data.get("x3")
+        users = [f"store {key} (auth_mode {s.auth_mode})" for key, s in stores.items() if s.auth_mode != "token"]
+        if x3 is not None and x3.token_store == "vault":  # noqa: S105 (a setting value)
+            users.append("X3 OAuth2 tokens (X3SD_X3__TOKEN_STORE=vault)")
+        if users:
+            raise ValueError(
+                f"is needed by {', '.join(users)}: set it to a key from `x3sd vault generate-key` (and keep it: "
+                "the vault cannot be read without it)"
+            )
+        return None
 
     @field_validator("partition_timezone")
     @classmethod
@@ -233,6 +287,9 @@ def load_settings(**overrides: object) -> ConnectorSettings:
                 problem = "is not set"
             else:
                 problem = error["msg"].removeprefix("Value error, ")
+                field = _FIELD_PROBLEM.match(problem)
+                if field is not None:  # a model-level check about one field: name that field's variable
+                    name, problem = f"{name}__{field.group(1).upper()}", field.group(2)
             lines.append(f"  {name}: {problem}")
         raise SettingsError(
             "The connector's configuration is incomplete or invalid:\n"

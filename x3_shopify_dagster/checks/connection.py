@@ -24,8 +24,10 @@ from x3_shopify_dagster.shopify import (
     ShopifyClient,
     ShopifyError,
     ShopifyHTTPError,
+    ShopifyReauthorizationRequired,
     ShopifyTransportError,
 )
+from x3_shopify_dagster.shopify.oauth import missing_scopes
 from x3_shopify_dagster.x3 import (
     ClassRef,
     TokenStoreError,
@@ -105,7 +107,7 @@ def api_version_support_end(version: str) -> date | None:
 
 
 def check_shopify_store(
-    key: str, client: ShopifyClient, *, today: date, partition_timezone: str = "UTC"
+    key: str, client: ShopifyClient, *, today: date, partition_timezone: str = "UTC", auth_mode: str = "token"
 ) -> list[CheckResult]:
     """Connection and token, API version, rate-limit plan, currency and timezone of one store."""
     system = f"shopify {key}"
@@ -113,6 +115,8 @@ def check_shopify_store(
     url_var, version_var = env_name("stores", key, "shop_url"), env_name("stores", key, "api_version")
     try:
         shop = client.shop_info()
+    except ShopifyReauthorizationRequired as exc:
+        return [_failed(system, "connection", _one_line(str(exc).removesuffix(f"; {exc.fix}")), exc.fix)]
     except ShopifyAuthError as exc:
         if exc.status_code == 401:
             fix = f"replace {token_var} with the app's Admin API access token for {client.shop_url}"
@@ -139,7 +143,33 @@ def check_shopify_store(
     if shop.iana_timezone != partition_timezone:
         detail += f" (business days are cut in {partition_timezone})"
     results.append(_passed(system, "currency / timezone", detail))
+    results.append(check_shopify_scopes(key, client, auth_mode=auth_mode))
     return results
+
+
+def check_shopify_scopes(key: str, client: ShopifyClient, *, auth_mode: str = "token") -> CheckResult:
+    """One ``scopes`` row: the granted access scopes cover what the flows need, or which are missing and how to
+    grant them (depends on how the store is authorized)."""
+    system = f"shopify {key}"
+    try:
+        granted = client.access_scopes()
+    except ShopifyError as exc:
+        return _failed(system, "scopes", f"cannot read the granted scopes: {_one_line(exc)}",
+                       "fix the connection row above, then run x3sd check again")
+    missing = missing_scopes(granted)
+    if not missing:
+        return _passed(system, "scopes", f"{len(granted)} granted, all the flows need")
+    detail = "missing " + "; ".join(f"{need.label} ({need.needed_for})" for need in missing)
+    names = ", ".join(need.alternatives[0] for need in missing)
+    if auth_mode == "oauth":
+        fix = f"run `x3sd shopify connect {key}` again and approve the new scopes ({names})"
+    elif auth_mode == "client_credentials":
+        fix = (f"add {names} to the app's access scopes in the Dev Dashboard, release the version and update the "
+               "app on the store; the next client-credentials token carries them")
+    else:
+        fix = (f"add {names} to the app's Admin API access scopes, reinstall it and put the new token in "
+               f"{env_name('stores', key, 'access_token')}")
+    return _failed(system, "scopes", detail, fix)
 
 
 def _api_version_result(system: str, version: str, version_var: str, today: date) -> CheckResult:
@@ -404,7 +434,8 @@ def run_checks(runtime: ConnectorRuntime) -> list[CheckResult]:
     for key in settings.stores:
         with runtime.shopify_client(key) as shopify:
             results += check_shopify_store(
-                key, shopify, today=today, partition_timezone=settings.partition_timezone
+                key, shopify, today=today, partition_timezone=settings.partition_timezone,
+                auth_mode=settings.stores[key].auth_mode,
             )
 
     x3_client = _open_x3(runtime, results)
@@ -456,7 +487,12 @@ def exit_code(results: Sequence[CheckResult]) -> int:
 
 def secret_values(settings: ConnectorSettings) -> list[str]:
     """Token and password values, so the report can scrub them even if a server echoed one back."""
-    secrets = [store.access_token.get_secret_value() for store in settings.stores.values()]
+    secrets = [
+        secret.get_secret_value()
+        for store in settings.stores.values()
+        for secret in (store.access_token, store.client_secret)
+        if secret is not None
+    ]
     x3_secrets = (settings.x3.password, settings.x3.client_secret)
     secrets += [secret.get_secret_value() for secret in x3_secrets if secret is not None]
     return [s for s in secrets if s]

@@ -11,11 +11,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from x3_shopify_dagster.domain.mapping import Mapping, load_mapping
-from x3_shopify_dagster.settings import ConnectorSettings, load_settings
+from x3_shopify_dagster.settings import ConnectorSettings, StoreSettings, load_settings
 from x3_shopify_dagster.shopify import OrderReader, ShopifyClient
+from x3_shopify_dagster.shopify.oauth import (
+    ClientCredentialsAuth,
+    OAuthTokenAuth,
+    ShopifyAuth,
+    ShopifyTokenEndpoint,
+    StaticTokenAuth,
+)
 from x3_shopify_dagster.storage import ConnectorDatabase, OrderStaging, X3SnapshotStore
 from x3_shopify_dagster.storage.ledger import PostingLedger
-from x3_shopify_dagster.x3 import BasicAuth, EncryptedFileTokenStore, OAuth2Auth, X3Client
+from x3_shopify_dagster.storage.vault import Vault, VaultKeys, VaultShopifyTokenStore, VaultTokenStore
+from x3_shopify_dagster.x3 import BasicAuth, EncryptedFileTokenStore, OAuth2Auth, TokenStore, X3Client
 
 
 def _utc_now() -> datetime:
@@ -34,6 +42,8 @@ class ConnectorRuntime:
         self._settings = settings
         self.clock = clock
         self._database: ConnectorDatabase | None = None
+        self._vault: Vault | None = None
+        self._shopify_auths: dict[str, ShopifyAuth] = {}
         self._lock = threading.Lock()
 
     @property
@@ -54,18 +64,50 @@ class ConnectorRuntime:
     def order_staging(self) -> OrderStaging:
         return OrderStaging(self.database)
 
+    def vault(self) -> Vault:
+        """The secret vault in the connector database, under X3SD_VAULT_KEY (+ X3SD_VAULT_OLD_KEYS)."""
+        database = self.database
+        with self._lock:
+            if self._vault is None:
+                keys = VaultKeys.from_values(self.settings.vault_key, self.settings.vault_old_keys)
+                self._vault = Vault(database, keys)
+            return self._vault
+
+    def shopify_auth(self, store: str) -> ShopifyAuth:
+        """The store's auth object, one per process: it caches the token and renews it when due."""
+        store_settings = self._store_settings(store)
+        with self._lock:
+            auth = self._shopify_auths.get(store)
+        if auth is not None:
+            return auth
+        if store_settings.auth_mode == "token":
+            auth = StaticTokenAuth(store_settings.access_token or "")
+        else:
+            endpoint = ShopifyTokenEndpoint(
+                store_settings.shop_url, store_settings.client_id or "", store_settings.client_secret or "",
+                timeout_s=self.settings.shopify_timeout_seconds, now=self.clock,
+            )
+            token_store = VaultShopifyTokenStore(self.vault(), store)
+            auth_class = OAuthTokenAuth if store_settings.auth_mode == "oauth" else ClientCredentialsAuth
+            auth = auth_class(endpoint, token_store, store_key=store, now=self.clock)
+        with self._lock:
+            return self._shopify_auths.setdefault(store, auth)
+
     def shopify_client(self, store: str) -> ShopifyClient:
-        try:
-            store_settings = self.settings.stores[store]
-        except KeyError:
-            known = ", ".join(self.settings.stores)
-            raise KeyError(f"store {store!r} is not configured (configured: {known})") from None
+        store_settings = self._store_settings(store)
         return ShopifyClient(
             store_settings.shop_url,
-            store_settings.access_token,
+            auth=self.shopify_auth(store),
             api_version=store_settings.api_version,
             timeout_s=self.settings.shopify_timeout_seconds,
         )
+
+    def _store_settings(self, store: str) -> StoreSettings:
+        try:
+            return self.settings.stores[store]
+        except KeyError:
+            known = ", ".join(self.settings.stores)
+            raise KeyError(f"store {store!r} is not configured (configured: {known})") from None
 
     def ledger(self) -> PostingLedger:
         return PostingLedger(self.database)
@@ -89,7 +131,11 @@ class ConnectorRuntime:
             # X3Settings refuses basic auth without both (checked at start-up).
             auth = BasicAuth(x3.user or "", x3.password or "")
         else:
-            store = EncryptedFileTokenStore(x3.token_store_path)
+            store: TokenStore
+            if x3.token_store == "vault":  # noqa: S105 (a setting value, not a secret)
+                store = VaultTokenStore(self.vault())
+            else:
+                store = EncryptedFileTokenStore(x3.token_store_path)
             auth = OAuth2Auth.for_config(config, x3.client_id or "", x3.client_secret or "", store,
                                          token_url=x3.token_url)
         return X3Client(config, auth)
@@ -103,5 +149,9 @@ class ConnectorRuntime:
         )
 
     def close(self) -> None:
+        with self._lock:
+            auths, self._shopify_auths = list(self._shopify_auths.values()), {}
+        for auth in auths:
+            auth.close()
         if self._database is not None:
             self._database.dispose()

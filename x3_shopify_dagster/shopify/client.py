@@ -386,6 +386,12 @@ class ShopifyClient:
             restore_rate=throttle.restore_rate if throttle else None,
         )
 
+    def access_scopes(self) -> tuple[str, ...]:
+        """Handles of the scopes granted to the app (``currentAppInstallation.accessScopes``)."""
+        response = self.execute(load_document("access_scopes"))
+        scopes = response.data["currentAppInstallation"]["accessScopes"]
+        return tuple(sorted(str(scope["handle"]) for scope in scopes))
+
     # --- Downloads (bulk results) ------------------------------------------------------------------------
 
     @contextmanager

@@ -41,7 +41,7 @@ from x3_shopify_dagster.shopify.errors import (
 
 log = logging.getLogger(__name__)
 
-ACCESS_TOKEN_HEADER = "X-Shopify-Access-Token"
+ACCESS_TOKEN_HEADER = "X-Shopify-Access-Token"  # noqa: S105 (a header name)
 SHOP_DOMAIN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]*\.myshopify\.com$")
 _MASK = "**********"
 
@@ -430,9 +430,8 @@ class _StoredTokenAuth(ShopifyAuth):
         """
 
         def change(stored: ShopifyTokens | None) -> ShopifyTokens | None:
-            if stored is not None and not self._due(stored):
-                if sent is None or not stored.same_access_token(sent):
-                    return None  # someone else renewed since we last looked: use theirs
+            if stored is not None and not self._due(stored) and (sent is None or not stored.same_access_token(sent)):
+                return None  # still good, or someone else renewed since the 401: use it
             return self._obtain(stored)
 
         result = self.store.update(change)

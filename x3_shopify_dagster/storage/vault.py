@@ -41,7 +41,7 @@ from x3_shopify_dagster.x3.errors import TokenStoreError
 
 VAULT_KEY_ENV = "X3SD_VAULT_KEY"
 VAULT_OLD_KEYS_ENV = "X3SD_VAULT_OLD_KEYS"
-X3_OAUTH2_SECRET = "x3/oauth2"
+X3_OAUTH2_SECRET = "x3/oauth2"  # noqa: S105 (a secret name, not a secret)
 
 vault_secrets = Table(
     "vault_secrets",

@@ -14,13 +14,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from graphql import GraphQLError, OperationDefinitionNode, execute, get_operation_ast
+from graphql import FieldNode, GraphQLError, OperationDefinitionNode, execute, get_operation_ast
 from graphql.execution.values import get_variable_values
 
 from x3_shopify_dagster.sandboxes.shopify.bulk import BulkRunner
 from x3_shopify_dagster.sandboxes.shopify.config import MAX_QUERY_COST, SUPPORTED_API_VERSIONS
 from x3_shopify_dagster.sandboxes.shopify.context import RequestContext
 from x3_shopify_dagster.sandboxes.shopify.cost import CostCalculator, QueryCostError
+from x3_shopify_dagster.sandboxes.shopify.oauth import ALL_SCOPES, OAuthAuthority, effective_scopes
 from x3_shopify_dagster.sandboxes.shopify.schema import never_awaitable, parse_and_validate, sandbox_schema
 from x3_shopify_dagster.sandboxes.shopify.state import SandboxState
 from x3_shopify_dagster.sandboxes.shopify.throttle import LeakyBucket
@@ -28,6 +29,13 @@ from x3_shopify_dagster.sandboxes.shopify.throttle import LeakyBucket
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"  # noqa: S105 (a message)
 THROTTLED_DOCS = "https://shopify.dev/api/usage/rate-limits"
 REQUEST_LOG_SIZE = 50_000
+ACCESS_SCOPES_DOCS = "https://shopify.dev/api/usage/access-scopes"
+# The scope each root field needs (a write scope implies its read scope).
+ROOT_FIELD_SCOPES = {
+    "order": "read_orders", "orders": "read_orders", "ordersCount": "read_orders", "refund": "read_orders",
+    "fulfillment": "read_orders", "productVariants": "read_products", "inventoryItems": "read_inventory",
+    "inventoryItem": "read_inventory", "locations": "read_locations", "inventorySetQuantities": "write_inventory",
+}
 
 
 class RequestRecord(NamedTuple):
@@ -60,13 +68,15 @@ class ParsedRequest:
     query: str
     variables: dict[str, Any]
     operation_name: str | None
+    scopes: frozenset[str] = frozenset()
 
 
 class GraphQLService:
     def __init__(self, state: SandboxState, tokens: dict[str, str], buckets: dict[str, LeakyBucket],
-                 bulk_runner: BulkRunner) -> None:
+                 bulk_runner: BulkRunner, authority: OAuthAuthority | None = None) -> None:
         self.state = state
         self.tokens = tokens
+        self.authority = authority
         self.buckets = buckets
         self.bulk_runner = bulk_runner
         self._log: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
@@ -93,7 +103,8 @@ class GraphQLService:
         if store not in self.tokens or version not in SUPPORTED_API_VERSIONS:
             self.record(store, None, None, None, "not_found")
             return ApiResponse(404, {"errors": "Not Found"})
-        if token is None or not hmac.compare_digest(token.encode(), self.tokens[store].encode()):
+        scopes = self.scopes_for(store, token)
+        if scopes is None:
             self.record(store, None, None, None, "unauthorized")
             return ApiResponse(401, {"errors": INVALID_TOKEN})
         try:
@@ -110,7 +121,36 @@ class GraphQLService:
             document, _ = parse_and_validate(query)
             operation = get_operation_ast(document) if document is not None else None
             operation_name = operation.name.value if operation and operation.name else None
-        return ParsedRequest(store, version, query, variables or {}, operation_name)
+        return ParsedRequest(store, version, query, variables or {}, operation_name, scopes)
+
+    def scopes_for(self, store: str, token: str | None) -> frozenset[str] | None:
+        """Scopes of a valid token for ``store`` (the static demo token has them all); None when refused."""
+        if token is None:
+            return None
+        if hmac.compare_digest(token.encode(), self.tokens[store].encode()):
+            return effective_scopes(ALL_SCOPES)
+        if self.authority is not None:
+            scopes = self.authority.scopes_of(store, token)
+            return None if scopes is None else effective_scopes(scopes)
+        return None
+
+    def access_denied(self, request: ParsedRequest, operation: OperationDefinitionNode) -> ApiResponse | None:
+        """Shopify's ACCESS_DENIED for root fields whose scope the token lacks."""
+        errors = []
+        for selection in operation.selection_set.selections:
+            if not isinstance(selection, FieldNode):
+                continue
+            needed = ROOT_FIELD_SCOPES.get(selection.name.value)
+            if needed is not None and needed not in request.scopes:
+                name = selection.name.value
+                errors.append({"message": f"Access denied for {name} field. Required access: `{needed}` access scope.",
+                               "extensions": {"code": "ACCESS_DENIED", "documentation": ACCESS_SCOPES_DOCS,
+                                              "requiredAccess": f"`{needed}` access scope."},
+                               "path": [selection.alias.value if selection.alias else name]})
+        if not errors:
+            return None
+        self.record(request.store, request.operation_name, None, None, "access_denied")
+        return ApiResponse(200, {"errors": errors, "data": None})
 
     def cost_extension(self, store: str, requested: int | None, actual: int | None) -> dict[str, Any]:
         return {"cost": {"requestedQueryCost": requested, "actualQueryCost": actual,
@@ -154,6 +194,9 @@ class GraphQLService:
         if isinstance(variables, list):
             self.record(store, operation_name, None, None, "invalid")
             return ApiResponse(200, {"errors": [e.formatted for e in variables]})
+        denied = self.access_denied(request, operation)
+        if denied is not None:
+            return denied
         calculator = CostCalculator(sandbox_schema(), document, operation, variables)
         try:
             requested = calculator.requested()
@@ -172,7 +215,7 @@ class GraphQLService:
         if not bucket.try_take(requested):
             return self.throttled(request, requested)
         context = RequestContext(state=self.state, store=store, api_version=request.version,
-                                 bulk_runner=self.bulk_runner, operation_name=operation_name)
+                                 bulk_runner=self.bulk_runner, operation_name=operation_name, scopes=request.scopes)
         result = execute(sandbox_schema(), document, context_value=context, variable_values=request.variables,
                          operation_name=request.operation_name, is_awaitable=never_awaitable)
         actual = min(requested, calculator.actual(result.data))

@@ -11,6 +11,9 @@ Routes:
     POST /_sandbox/traffic/start                              {"interval_s"}
     POST /_sandbox/traffic/stop
     GET  /_sandbox/bulk/{file}                                bulk JSONL (streamed from disk)
+    GET  /stores/{store}/admin/oauth/authorize                OAuth install approval (see oauth.py)
+    POST /stores/{store}/admin/oauth/access_token             OAuth token endpoint (see oauth.py)
+    POST /_sandbox/oauth/revoke                               {"store"}: revoke the store's issued tokens
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -202,6 +206,31 @@ class SandboxHttp:
             return _json({"errors": "Not Found"}, 404)
         return FileResponse(path, media_type="application/jsonl")
 
+    # -- OAuth --------------------------------------------------------------------------------------------------
+    async def oauth_authorize(self, request: Request) -> Response:
+        store = request.path_params["store"]
+        authority = self.service.authority
+        if store not in self.service.tokens or authority is None:
+            return _json({"errors": "Not Found"}, 404)
+        result = authority.authorize(store, dict(request.query_params))
+        if result.location is not None:
+            return RedirectResponse(result.location, status_code=302)
+        return _json(result.body, result.status_code)
+
+    async def oauth_access_token(self, request: Request) -> Response:
+        store = request.path_params["store"]
+        authority = self.service.authority
+        if store not in self.service.tokens or authority is None:
+            return _json({"errors": "Not Found"}, 404)
+        if request.headers.get("content-type", "").startswith("application/json"):
+            payload = await self._body(request)
+            form = {str(k): str(v) for k, v in payload.items()}
+        else:
+            # parsed here: starlette's request.form() needs python-multipart, which is not a dependency
+            form = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
+        result = authority.token(store, form)
+        return _json(result.body, result.status_code)
+
     def asgi(self) -> ASGIApp:
         def inject(body: dict[str, Any]) -> dict[str, Any]:
             fault = self.faults.inject(
@@ -224,5 +253,9 @@ class SandboxHttp:
             Route("/_sandbox/traffic/stop", self._admin_route(lambda _b: self.admin["traffic_stop"]()),
                   methods=["POST"]),
             Route("/_sandbox/bulk/{name}", self.bulk_file, methods=["GET"]),
+            Route("/stores/{store}/admin/oauth/authorize", self.oauth_authorize, methods=["GET"]),
+            Route("/stores/{store}/admin/oauth/access_token", self.oauth_access_token, methods=["POST"]),
+            Route("/_sandbox/oauth/revoke", self._admin_route(lambda b: {"revoked": self.admin["oauth_revoke"](
+                str(b["store"]))}), methods=["POST"]),
         ]
         return _CaptureTransport(Starlette(routes=routes))

@@ -33,3 +33,4 @@ class RequestContext:
     bulk_runner: BulkRunner | None = None
     operation_name: str | None = None
     bulk: BulkScope | None = None
+    scopes: frozenset[str] = frozenset()  # of the request's access token

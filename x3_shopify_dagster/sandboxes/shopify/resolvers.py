@@ -223,6 +223,14 @@ def resolve_shop(_root: Any, info: GraphQLResolveInfo) -> dict[str, Any]:
             "currencyCode": demo.currency, "ianaTimezone": demo.iana_timezone, "taxesIncluded": demo.taxes_included}
 
 
+def resolve_current_app_installation(_root: Any, info: GraphQLResolveInfo) -> dict[str, Any]:
+    """The app's installation on this store, with the scopes of the token that asks."""
+    ctx = _ctx(info)
+    return {"id": gid("AppInstallation", _store(info).shop_id),
+            "accessScopes": [{"handle": scope, "description": f"Sandbox scope {scope}"}
+                             for scope in sorted(ctx.scopes)]}
+
+
 _VARIANT_SEARCH = {
     "sku": SearchField(lambda v: v.sku),
     "id": SearchField(lambda v: v.variant_id, "int"),
@@ -819,6 +827,7 @@ RESOLVERS: dict[str, dict[str, Resolver]] = {
         "inventoryItems": resolve_inventory_items, "inventoryItem": resolve_inventory_item,
         "locations": resolve_locations, "bulkOperation": resolve_bulk_operation, "node": resolve_node,
         "nodes": resolve_nodes, "refund": resolve_refund, "fulfillment": resolve_fulfillment,
+        "currentAppInstallation": resolve_current_app_installation,
     },
     "Mutation": {"bulkOperationRunQuery": resolve_bulk_run_query, "bulkOperationCancel": resolve_bulk_cancel,
                  "inventorySetQuantities": resolve_inventory_set_quantities},

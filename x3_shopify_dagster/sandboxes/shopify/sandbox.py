@@ -18,6 +18,7 @@ from x3_shopify_dagster.sandboxes.shopify.bulk import BulkRunner
 from x3_shopify_dagster.sandboxes.shopify.catalog import access_token_for
 from x3_shopify_dagster.sandboxes.shopify.config import SandboxConfig
 from x3_shopify_dagster.sandboxes.shopify.faults import FaultInjector
+from x3_shopify_dagster.sandboxes.shopify.oauth import OAuthAuthority, app_credentials_for
 from x3_shopify_dagster.sandboxes.shopify.state import SandboxState
 from x3_shopify_dagster.sandboxes.shopify.throttle import LeakyBucket
 from x3_shopify_dagster.sandboxes.shopify.traffic import TrafficGenerator
@@ -43,10 +44,12 @@ class ShopifySandbox:
                          for key in self.config.stores}
         self._files_dir = Path(tempfile.mkdtemp(prefix="shopify-sandbox-bulk-"))
         self._bulk = BulkRunner(self.state, self._files_dir, self._bulk_url, self.faults)
-        self._service = GraphQLService(self.state, self._tokens, self._buckets, self._bulk)
+        self.oauth = self._new_oauth()
+        self._service = GraphQLService(self.state, self._tokens, self._buckets, self._bulk, self.oauth)
         self._http = SandboxHttp(self._service, self.faults, self._files_dir, lambda: self.config.latency_s, {
             "summary": self.state.summary, "rate_limit": self.set_rate_limit,
-            "traffic_start": self.start_traffic, "traffic_stop": self.stop_traffic})
+            "traffic_start": self.start_traffic, "traffic_stop": self.stop_traffic,
+            "oauth_revoke": self.revoke_tokens})
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._base_url: str | None = None
@@ -107,6 +110,7 @@ class ShopifySandbox:
         self._bulk = BulkRunner(self.state, self._files_dir, self._bulk_url, self.faults)
         self._service.state = self.state
         self._service.bulk_runner = self._bulk
+        self.oauth = self._service.authority = self._new_oauth()
         self._http.admin["summary"] = self.state.summary
         self.reset_rate_limits()
         self.clear_requests_log()
@@ -142,6 +146,26 @@ class ShopifySandbox:
         """The only token the store accepts (sandbox credential, stable for a given seed)."""
         self.state.store(store)
         return self._tokens[store]
+
+    @property
+    def app_client_id(self) -> str:
+        """Client id of the sandbox's app (for OAuth and client-credentials stores)."""
+        return self.oauth.client_id
+
+    @property
+    def app_client_secret(self) -> str:
+        return self.oauth.client_secret
+
+    def revoke_tokens(self, store: str) -> int:
+        """Revoke every OAuth/client-credentials token of ``store`` (as uninstalling the app does)."""
+        self.state.store(store)
+        return self.oauth.revoke(store)
+
+    def _new_oauth(self) -> OAuthAuthority:
+        client_id, client_secret = app_credentials_for(self.config.seed)
+        domains = {key: f"{self.state.store(key).demo.shop}.myshopify.com" for key in self.config.stores}
+        # Late-bound: reset() replaces the state, and tests move the store clock.
+        return OAuthAuthority(client_id, client_secret, lambda: self.state.now(), domains)
 
     def _bulk_url(self, file_name: str) -> str:
         return f"{self.base_url}/_sandbox/bulk/{file_name}"

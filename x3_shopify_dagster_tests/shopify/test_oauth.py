@@ -105,7 +105,8 @@ def test_connect_stores_an_expiring_token_pair_in_the_vault_and_it_reads_orders(
     stored = vault_store.load()
     assert stored == result.tokens
     assert stored.grant == "authorization_code"
-    assert stored.refresh_token is not None and stored.expires_at is not None
+    assert stored.refresh_token is not None
+    assert stored.expires_at is not None
     assert set(stored.scopes) == set(REQUESTED_SCOPES)
     auth = oauth_auth(fresh_shopify_sandbox, vault_store, clock)
     with ShopifyClient(fresh_shopify_sandbox.shop_url(STORE), auth=auth) as client:
@@ -117,7 +118,8 @@ def test_connect_stores_an_expiring_token_pair_in_the_vault_and_it_reads_orders(
 def test_connect_without_expiring_gets_a_non_expiring_token(fresh_shopify_sandbox, clock):
     store = MemoryShopifyTokenStore()
     tokens = connector(fresh_shopify_sandbox, store, clock, expiring=False).connect(browser(), timeout_s=30).tokens
-    assert tokens.expires_at is None and tokens.refresh_token is None
+    assert tokens.expires_at is None
+    assert tokens.refresh_token is None
 
 
 @pytest.mark.parametrize(
@@ -180,7 +182,8 @@ def test_refresh_rotates_the_pair_before_expiry_and_persists_it_before_use(fresh
         client.shop_info()
         second = vault_store.load()
         assert auth.renewals == 1
-        assert second.access_token != first.access_token and second.refresh_token != first.refresh_token
+        assert second.access_token != first.access_token
+        assert second.refresh_token != first.refresh_token
         assert second.scopes == first.scopes
 
         # The previous refresh token stays valid until its replacement is used...
@@ -192,7 +195,8 @@ def test_refresh_rotates_the_pair_before_expiry_and_persists_it_before_use(fresh
         assert auth.renewals == 2
     refused = post_token(fresh_shopify_sandbox, {"grant_type": "refresh_token",
                                                  "refresh_token": first.refresh_token.get_secret_value()})
-    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert refused.status_code == 400
+    assert refused.json()['error'] == 'invalid_grant'
 
 
 def test_a_401_refreshes_once_and_retries(fresh_shopify_sandbox, clock):
@@ -218,7 +222,8 @@ def test_a_revoked_authorization_names_the_command_that_fixes_it_and_never_the_t
             pytest.raises(ShopifyReauthorizationRequired) as caught:
         client.shop_info()
     message = str(caught.value)
-    assert "x3sd shopify connect eu" in message and caught.value.fix == auth.fix_hint
+    assert 'x3sd shopify connect eu' in message
+    assert caught.value.fix == auth.fix_hint
     for secret in (tokens.access_token, tokens.refresh_token):
         assert secret.get_secret_value() not in message
     assert fresh_shopify_sandbox.app_client_secret not in message
@@ -255,7 +260,8 @@ def test_client_credentials_token_is_cached_and_re_requested_near_expiry(fresh_s
     with ShopifyClient(fresh_shopify_sandbox.shop_url(STORE), auth=auth) as client:
         client.shop_info()
         first = vault_store.load()
-        assert first.grant == "client_credentials" and first.refresh_token is None
+        assert first.grant == 'client_credentials'
+        assert first.refresh_token is None
         assert first.expires_at - first.obtained_at == timedelta(seconds=86_399)
         client.shop_info()
         assert fresh_shopify_sandbox.oauth.counts["client_credentials"] == 1
@@ -311,7 +317,8 @@ def test_scopes_line_passes_for_a_full_token_and_points_oauth_stores_at_connect(
     with ShopifyClient(fresh_shopify_sandbox.shop_url(STORE), auth=oauth_auth(fresh_shopify_sandbox, store, clock)
                        ) as client:
         row = check_shopify_scopes(STORE, client, auth_mode="oauth")
-    assert not row.ok and "x3sd shopify connect eu" in row.fix
+    assert not row.ok
+    assert 'x3sd shopify connect eu' in row.fix
 
 
 def _locations_document():

@@ -43,7 +43,9 @@ def oauth_env(monkeypatch, fresh_shopify_sandbox, tmp_path):
 def test_connect_then_list_then_rotate_the_vault_key(oauth_env, monkeypatch, capsys):
     assert cli.main(["shopify", "connect", "eu", "--port", "0", "--timeout", "30"], open_url=_scripted_browser) == 0
     out = capsys.readouterr().out
-    assert "/admin/oauth/authorize?" in out and "Store eu connected" in out and "read_orders" in out
+    assert '/admin/oauth/authorize?' in out
+    assert 'Store eu connected' in out
+    assert 'read_orders' in out
 
     assert cli.main(["vault", "list"]) == 0
     assert "shopify/eu/token" in capsys.readouterr().out
@@ -58,7 +60,9 @@ def test_connect_then_list_then_rotate_the_vault_key(oauth_env, monkeypatch, cap
     monkeypatch.delenv("X3SD_VAULT_OLD_KEYS")
     assert cli.main(["vault", "list"]) == 0
     listing = capsys.readouterr().out
-    assert "key: current" in listing and old_key not in listing and new_key not in listing
+    assert 'key: current' in listing
+    assert old_key not in listing
+    assert new_key not in listing
 
 
 def test_rotate_with_a_wrong_key_fails_naming_the_variable(oauth_env, monkeypatch, capsys):
@@ -66,7 +70,8 @@ def test_rotate_with_a_wrong_key_fails_naming_the_variable(oauth_env, monkeypatc
     monkeypatch.setenv("X3SD_VAULT_KEY", generate_key())
     assert cli.main(["vault", "rotate-key"]) == 1
     err = capsys.readouterr().err
-    assert "X3SD_VAULT_KEY" in err and "nothing was changed" in err
+    assert 'X3SD_VAULT_KEY' in err
+    assert 'nothing was changed' in err
 
 
 def test_oauth_store_without_vault_key_fails_at_start_up_naming_it(oauth_env, monkeypatch, capsys):

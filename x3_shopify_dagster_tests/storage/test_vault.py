@@ -43,7 +43,8 @@ def test_secrets_are_encrypted_at_rest_and_read_back(connector_db: ConnectorData
     assert vault.get("shopify/eu/token") == b"shpat_very_secret_value"
     assert vault.get("missing") is None
     stored = raw_ciphertexts(connector_db)["shopify/eu/token"]
-    assert "shpat_very_secret_value" not in stored and KEY_A not in stored
+    assert 'shpat_very_secret_value' not in stored
+    assert KEY_A not in stored
 
 
 def test_put_replaces_atomically_and_counts_versions(connector_db: ConnectorDatabase) -> None:
@@ -53,7 +54,8 @@ def test_put_replaces_atomically_and_counts_versions(connector_db: ConnectorData
     assert vault.get_json("pair") == {"access": "a2", "refresh": "r2"}
     [entry] = vault.entries()
     assert (entry.name, entry.version, entry.key) == ("pair", 2, "current")
-    assert vault.delete("pair") and vault.get("pair") is None
+    assert vault.delete('pair')
+    assert vault.get('pair') is None
 
 
 def test_missing_or_malformed_key_names_the_variable() -> None:
@@ -155,7 +157,8 @@ def test_vault_token_store_keeps_x3_oauth2_pairs(connector_db: ConnectorDatabase
     assert store.load() is None
     store.save(_x3_tokens("access-1"))
     loaded = store.load()
-    assert loaded is not None and loaded.refresh_token.get_secret_value() == "refresh-access-1"
+    assert loaded is not None
+    assert loaded.refresh_token.get_secret_value() == 'refresh-access-1'
     # usable wherever the X3 client takes a TokenStore
     auth = OAuth2Auth("http://127.0.0.1:1/token", "client", "secret", store)
     assert auth.refresh_token_expires_at is None
@@ -175,7 +178,9 @@ def test_vault_shopify_token_store_round_trips_and_updates(connector_db: Connect
     kept = store.update(lambda current: None)
     assert kept == tokens
     renewed = store.update(lambda current: current.model_copy(update={"access_token": SecretStr("shpat_b")}))
-    assert renewed is not None and renewed.access_token.get_secret_value() == "shpat_b"
-    assert "shpat_b" not in repr(renewed) and "shpat_b" not in raw_ciphertexts(connector_db)["shopify/eu/token"]
+    assert renewed is not None
+    assert renewed.access_token.get_secret_value() == 'shpat_b'
+    assert 'shpat_b' not in repr(renewed)
+    assert 'shpat_b' not in raw_ciphertexts(connector_db)['shopify/eu/token']
     with pytest.raises(ShopifyTokenStoreError, match=VAULT_KEY_ENV):
         VaultShopifyTokenStore(vault_with(connector_db, KEY_B), "eu").load()

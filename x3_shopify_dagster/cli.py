@@ -45,7 +45,8 @@ def _shopify_connect(args: argparse.Namespace, open_url: Callable[[str], None] |
     from x3_shopify_dagster.defs.resources import ConnectorRuntime
     from x3_shopify_dagster.shopify.errors import ShopifyError
     from x3_shopify_dagster.shopify.oauth_connect import ShopifyConnector, run_in_thread
-    from x3_shopify_dagster.storage.vault import VaultError, VaultShopifyTokenStore
+    from x3_shopify_dagster.storage.vault import VaultError
+    from x3_shopify_dagster.storage.vault_token_stores import VaultShopifyTokenStore
 
     settings = load_settings()
     store_key = args.store.lower()

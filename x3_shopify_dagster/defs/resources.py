@@ -22,7 +22,8 @@ from x3_shopify_dagster.shopify.oauth import (
 )
 from x3_shopify_dagster.storage import ConnectorDatabase, OrderStaging, X3SnapshotStore
 from x3_shopify_dagster.storage.ledger import PostingLedger
-from x3_shopify_dagster.storage.vault import Vault, VaultKeys, VaultShopifyTokenStore, VaultTokenStore
+from x3_shopify_dagster.storage.vault import Vault, VaultKeys
+from x3_shopify_dagster.storage.vault_token_stores import VaultShopifyTokenStore, VaultTokenStore
 from x3_shopify_dagster.x3 import BasicAuth, EncryptedFileTokenStore, OAuth2Auth, TokenStore, X3Client
 
 

@@ -10,14 +10,7 @@ from x3_shopify_dagster.storage.order_staging import (
     StageOutcome,
     StagingCounts,
 )
-from x3_shopify_dagster.storage.vault import (
-    Vault,
-    VaultError,
-    VaultKeyError,
-    VaultKeys,
-    VaultShopifyTokenStore,
-    VaultTokenStore,
-)
+from x3_shopify_dagster.storage.vault import Vault, VaultError, VaultKeyError, VaultKeys
 from x3_shopify_dagster.storage.x3_snapshots import SnapshotInfo, X3SnapshotStore
 
 __all__ = [
@@ -32,7 +25,5 @@ __all__ = [
     "VaultError",
     "VaultKeyError",
     "VaultKeys",
-    "VaultShopifyTokenStore",
-    "VaultTokenStore",
     "X3SnapshotStore",
 ]

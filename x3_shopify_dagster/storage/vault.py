@@ -12,8 +12,8 @@
 - ``update`` is a read-modify-write under a lock (PostgreSQL advisory transaction lock; SQLite BEGIN
   IMMEDIATE), so two processes refreshing one rotating token pair never both spend the same refresh token.
 
-:class:`VaultTokenStore` keeps the X3 OAuth2 pair (the X3 client's ``TokenStore`` protocol);
-:class:`VaultShopifyTokenStore` keeps one Shopify store's token (pair).
+The token stores on top of it are in :mod:`vault_token_stores` (they import the clients; this module does not,
+so the storage package stays free of HTTP and client imports).
 """
 
 from __future__ import annotations
@@ -32,16 +32,11 @@ from sqlalchemy import Column, Connection, Integer, String, Table, Text, delete,
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from x3_shopify_dagster.shopify.errors import ShopifyTokenStoreError
-from x3_shopify_dagster.shopify.oauth import ShopifyTokens
 from x3_shopify_dagster.storage.database import ConnectorDatabase
 from x3_shopify_dagster.storage.schema import UtcDateTime, metadata
-from x3_shopify_dagster.x3.auth import StoredTokens
-from x3_shopify_dagster.x3.errors import TokenStoreError
 
 VAULT_KEY_ENV = "X3SD_VAULT_KEY"
 VAULT_OLD_KEYS_ENV = "X3SD_VAULT_OLD_KEYS"
-X3_OAUTH2_SECRET = "x3/oauth2"  # noqa: S105 (a secret name, not a secret)
 
 vault_secrets = Table(
     "vault_secrets",
@@ -51,10 +46,6 @@ vault_secrets = Table(
     Column("version", Integer, nullable=False),  # +1 on every replace (not on a rotation)
     Column("updated_at", UtcDateTime(), nullable=False),
 )
-
-
-def shopify_secret_name(store: str) -> str:
-    return f"shopify/{store}/token"
 
 
 class VaultError(RuntimeError):
@@ -266,76 +257,3 @@ class Vault:
             set_={"ciphertext": ciphertext, "version": vault_secrets.c.version + 1, "updated_at": now},
         )
         connection.execute(statement)
-
-
-# ============================================================================================== token stores
-class VaultTokenStore:
-    """The X3 OAuth2 pair in the vault (implements ``x3_shopify_dagster.x3.auth.TokenStore``)."""
-
-    def __init__(self, vault: Vault, name: str = X3_OAUTH2_SECRET) -> None:
-        self.vault = vault
-        self.name = name
-
-    def load(self) -> StoredTokens | None:
-        try:
-            data = self.vault.get_json(self.name)
-        except VaultError as exc:
-            raise TokenStoreError(str(exc)) from None
-        if data is None:
-            return None
-        try:
-            return StoredTokens.from_plain(data)
-        except ValueError:
-            raise TokenStoreError(f"vault secret {self.name!r} does not hold X3 tokens") from None
-
-    def save(self, tokens: StoredTokens) -> None:
-        try:
-            self.vault.put_json(self.name, tokens.to_plain())
-        except VaultError as exc:
-            raise TokenStoreError(str(exc)) from None
-
-    def __repr__(self) -> str:
-        return f"VaultTokenStore(name={self.name!r})"
-
-
-class VaultShopifyTokenStore:
-    """One Shopify store's token (pair) in the vault (implements ``ShopifyTokenStore``)."""
-
-    def __init__(self, vault: Vault, store: str) -> None:
-        self.vault = vault
-        self.store = store
-        self.name = shopify_secret_name(store)
-
-    def load(self) -> ShopifyTokens | None:
-        try:
-            return self._tokens(self.vault.get_json(self.name))
-        except VaultError as exc:
-            raise ShopifyTokenStoreError(str(exc)) from None
-
-    def save(self, tokens: ShopifyTokens) -> None:
-        try:
-            self.vault.put_json(self.name, tokens.to_plain())
-        except VaultError as exc:
-            raise ShopifyTokenStoreError(str(exc)) from None
-
-    def update(self, change: Callable[[ShopifyTokens | None], ShopifyTokens | None]) -> ShopifyTokens | None:
-        def change_plain(current: Any) -> Any:
-            new = change(self._tokens(current))
-            return None if new is None else new.to_plain()
-
-        try:
-            return self._tokens(self.vault.update_json(self.name, change_plain))
-        except VaultError as exc:
-            raise ShopifyTokenStoreError(str(exc)) from None
-
-    def _tokens(self, data: Any) -> ShopifyTokens | None:
-        if data is None:
-            return None
-        try:
-            return ShopifyTokens.from_plain(data)
-        except ValueError:
-            raise ShopifyTokenStoreError(f"vault secret {self.name!r} does not hold Shopify tokens") from None
-
-    def __repr__(self) -> str:
-        return f"VaultShopifyTokenStore(store={self.store!r})"
-

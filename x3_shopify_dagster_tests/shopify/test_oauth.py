@@ -30,7 +30,8 @@ from x3_shopify_dagster.shopify.oauth import (
 )
 from x3_shopify_dagster.shopify.oauth_connect import ShopifyConnector, run_in_thread
 from x3_shopify_dagster.storage import ConnectorDatabase
-from x3_shopify_dagster.storage.vault import Vault, VaultKeys, VaultShopifyTokenStore, generate_key
+from x3_shopify_dagster.storage.vault import Vault, VaultKeys, generate_key
+from x3_shopify_dagster.storage.vault_token_stores import VaultShopifyTokenStore
 
 STORE = "eu"
 

@@ -83,7 +83,7 @@ def test_oauth_store_without_vault_key_fails_at_start_up_naming_it(oauth_env, mo
 def test_orders_asset_runs_with_an_oauth_store(fresh_shopify_sandbox, database_url):
     """The asset's runtime builds an OAuth client from the vault; the token was written by a connect."""
     from x3_shopify_dagster.shopify.oauth_connect import ShopifyConnector, run_in_thread
-    from x3_shopify_dagster.storage.vault import VaultShopifyTokenStore
+    from x3_shopify_dagster.storage.vault_token_stores import VaultShopifyTokenStore
 
     stores = {
         "eu": StoreSettings(shop_url=fresh_shopify_sandbox.shop_url("eu"), auth_mode="oauth",

@@ -18,11 +18,10 @@ from x3_shopify_dagster.storage.vault import (
     Vault,
     VaultKeyError,
     VaultKeys,
-    VaultShopifyTokenStore,
-    VaultTokenStore,
     generate_key,
     vault_secrets,
 )
+from x3_shopify_dagster.storage.vault_token_stores import VaultShopifyTokenStore, VaultTokenStore
 from x3_shopify_dagster.x3 import OAuth2Auth, StoredTokens, TokenStoreError
 
 KEY_A, KEY_B, KEY_C = generate_key(), generate_key(), generate_key()

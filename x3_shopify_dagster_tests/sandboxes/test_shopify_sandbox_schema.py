@@ -227,6 +227,7 @@ def _recipes(sandbox: ShopifySandbox, client: ShopifyRawClient) -> dict[str, Cal
 
     return {
         "shop_info": run("shop_info", {}),
+        "access_scopes": run("access_scopes", {}),
         "orders_probe": run("orders_probe", {"query": window}),
         "orders_page": run("orders_page", {"first": 2, "after": None, "query": window, "lineItemsFirst": 5,
                                            "shippingLinesFirst": 2}),

@@ -22,6 +22,7 @@ from graphql.language import DirectiveNode, Visitor
 from pydantic import SecretStr
 
 from x3_shopify_dagster.netloc import is_loopback_host
+from x3_shopify_dagster.redaction import register_secret, scrub
 from x3_shopify_dagster.shopify.cost import ClientMetrics, CostPacer, QueryCost
 from x3_shopify_dagster.shopify.documents import GraphQLDocument, load_document
 from x3_shopify_dagster.shopify.errors import (
@@ -134,6 +135,7 @@ class ShopifyClient:
         self.pacer = CostPacer()
         self.metrics = ClientMetrics()
         self._token = token
+        register_secret(token)
         timeout = httpx.Timeout(timeout_s)
         # No redirects: a redirected request would carry the token header to wherever it points.
         self._http = httpx.Client(
@@ -360,8 +362,7 @@ class ShopifyClient:
             raise ShopifyUserErrors(found, operation=operation, request_id=request_id)
 
     def _scrub(self, text: str) -> str:
-        secret = self._token.get_secret_value()
-        return text.replace(secret, "**********") if secret else text
+        return scrub(text, (self._token,))
 
     # --- Convenience -------------------------------------------------------------------------------------
 

@@ -162,6 +162,11 @@ class X3Config(_Frozen):
         """Default OAuth2 token endpoint on the same server (wire contract; [U] on real Syracuse)."""
         return f"{self.base_url}/auth/oauth2/token"
 
+    @property
+    def authorise_url(self) -> str:
+        """Default OAuth2 pairing page on the same server (X3 Cloud: /v1/token/authorise; set it explicitly)."""
+        return f"{self.base_url}/auth/oauth2/authorise"
+
     def tls_verify(self) -> ssl.SSLContext | bool:
         """TLS verification is always on; a custom CA bundle only adds trust anchors."""
         if self.ca_bundle_path is None:

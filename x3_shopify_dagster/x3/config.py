@@ -49,6 +49,8 @@ class X3Representations(_Frozen):
     gl_accounts: ClassRef = ClassRef(cls="GACCOUNT", representation="ZGACCOUNT")
     dimensions: ClassRef = ClassRef(cls="CACCE", representation="ZCACCE")
     items: ClassRef = ClassRef(cls="ITMMASTER", representation="ITMMASTER")
+    tax_codes: ClassRef = ClassRef(cls="TABVAT", representation="ZTABVAT")
+    invoice_types: ClassRef = ClassRef(cls="TABSIVTYP", representation="ZTABSIVTYP")
     sites: ClassRef = ClassRef(cls="FACILITY", representation="FACILITY")
     sales_invoices: ClassRef = ClassRef(cls="SINVOICEV", representation="SINVOICEV")
     deliveries: ClassRef = ClassRef(cls="SDELIVERY", representation="ZSDELIVERY")

@@ -464,7 +464,7 @@ def _invoice_type_problems(mapping: Mapping, client: X3Client) -> list[tuple[str
             problems.append((f"{label} is inactive in X3", f"activate invoice type {code} in X3 {otherwise}"))
         elif (actual := _int_field(row, "INVTYP")) is not None and actual != category:
             kind = _INVOICE_CATEGORY.get(actual, f"category {actual}")
-            problems.append((f"{label} is a {kind} type in X3, not a {_INVOICE_CATEGORY[category]} type",
+            problems.append((f"{label} has category '{kind}' in X3, not '{_INVOICE_CATEGORY[category]}'",
                              f"set `{key}` in the mapping to a {_INVOICE_CATEGORY[category]} type"))
     return problems
 

@@ -162,7 +162,7 @@ def test_no_setting_turns_verification_off(name: str) -> None:
     with pytest.raises(ValueError, match="TLS verification is always on"):
         X3Settings(server_url="https://x3.example.com", folder="SEED", user="WS", password="pw",
                    **{name: False})  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
         X3Config(server_url="https://x3.example.com", folder="SEED", **{name: False})  # type: ignore[arg-type]
 
 
@@ -172,6 +172,6 @@ def test_plain_http_only_to_loopback_and_a_missing_bundle_is_named(tmp_path: Pat
     with pytest.raises(ValueError, match="must use https"):
         X3Settings(server_url="http://x3.acme.internal", folder="SEED", user="WS", password="pw")
     assert X3Config(server_url="http://127.0.0.1:8124", folder="SEED").base_url == "http://127.0.0.1:8124"
-    with pytest.raises(ValueError, match="CA bundle .* does not exist"):
+    with pytest.raises(ValueError, match=r"CA bundle .* does not exist"):
         X3Settings(server_url="https://x3.example.com", folder="SEED", user="WS", password="pw",
                    ca_bundle_path=str(tmp_path / "missing.pem"))

@@ -33,7 +33,8 @@ MIN_SECRET_LENGTH = 4
 # Names of secrets (not secrets).
 _SECRET_NAMES = "|".join((
     r"access[_-]?token", r"refresh[_-]?token", r"id[_-]?token", r"client[_-]?secret", "pass" + "word", "passwd",
-    "secret", r"api[_-]?key", "authorization", "x-shopify-access-token", "assertion", "code_verifier",
+    "secret", r"api[_-]?key", r"authorization[_-]?code", "authorization", "x-shopify-access-token", "assertion",
+    "code_verifier",
 ))
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Authorization header values: "Basic dXNlcjpwYXNz", "Bearer abc.def".
@@ -45,6 +46,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
                    r"[^\s\"'&,;}\]]{4,}"),
         rf"\1{MASK}",
     ),
+    # OAuth2 authorization codes in URLs (the pairing callback; a redirect's Location header).
+    (re.compile(r"(?i)([?&](?:code|authorizationcode)=)[^&\s'\"#]{4,}"), rf"\1{MASK}"),
     # JSON Web Tokens (header.payload.signature, both JSON parts base64url of "{").
     (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), MASK),
     # Shopify access tokens (shpat_ app, shpca_ custom app, shppa_ private app, shpss_ shared secret).
@@ -130,14 +133,15 @@ def scrub(text: str, extra: Iterable[object] = ()) -> str:
 
 
 def scrub_value(value: Any) -> Any:
-    """Strings scrubbed inside plain JSON-like values (dicts, lists, tuples); other values returned as they are."""
+    """Strings scrubbed inside plain JSON-like values (dicts, lists, plain tuples); other values as they are."""
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, Mapping):
         return {key: scrub_value(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(scrub_value(item) for item in value) if isinstance(value, list) else tuple(
-            scrub_value(item) for item in value)
+    if type(value) is list:
+        return [scrub_value(item) for item in value]
+    if type(value) is tuple:  # exact type: a named tuple or record is returned as it is, never rebuilt
+        return tuple(scrub_value(item) for item in value)
     return value
 
 

@@ -25,7 +25,9 @@ def redact_metadata_value(value: Any) -> Any:
         return dg.MetadataValue.table(records=records, schema=value.schema)
     if isinstance(value, dg.UrlMetadataValue):
         return dg.MetadataValue.url(scrub(value.url))
-    if isinstance(value, Mapping | list | tuple):
+    if isinstance(value, dg.MetadataValue):
+        return value  # numbers, booleans, timestamps, asset keys... (some are tuples underneath: never rebuilt)
+    if isinstance(value, Mapping) or type(value) in (list, tuple):
         return scrub_value(value)
     return value  # numbers, booleans, timestamps, asset keys: nothing to hide
 

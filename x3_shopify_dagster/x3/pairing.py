@@ -88,7 +88,7 @@ class _CallbackServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # the request line carries the authorization code: never logged
 
-        self._server = HTTPServer((parts.hostname, parts.port or 80), Handler)
+        self._server = HTTPServer((parts.hostname, parts.port if parts.port is not None else 80), Handler)
         self._server.timeout = 0.2
         bound_port = self._server.server_address[1]
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname

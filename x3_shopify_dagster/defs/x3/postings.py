@@ -95,8 +95,8 @@ def build_x3_sales_invoices_asset(
             expires_soon = getattr(x3.auth, "refresh_token_expires_soon", None)
             if expires_soon is not None and expires_soon():
                 context.log.warning(
-                    "The X3 OAuth2 refresh token expires within 7 days (or is missing): pair the connector with "
-                    "X3 again before it does, or postings will stop."
+                    "The X3 OAuth2 refresh token expires within 7 days (or is missing): run `x3sd x3 connect` to "
+                    "pair the connector with X3 again before it does, or postings will stop."
                 )
             # First run on a fresh database: take the snapshots the posting checks against.
             if snapshots.info(CUSTOMERS) is None:

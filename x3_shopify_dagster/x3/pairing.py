@@ -88,7 +88,13 @@ class _CallbackServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # the request line carries the authorization code: never logged
 
-        self._server = HTTPServer((parts.hostname, parts.port if parts.port is not None else 80), Handler)
+        try:
+            self._server = HTTPServer((parts.hostname, parts.port if parts.port is not None else 80), Handler)
+        except OSError as exc:
+            raise PairingError(
+                f"cannot listen on {redirect_uri} ({exc.strerror or exc}): free that port or set "
+                "X3SD_X3__REDIRECT_URI to another loopback port (and register it with the X3 client)"
+            ) from None
         self._server.timeout = 0.2
         bound_port = self._server.server_address[1]
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname

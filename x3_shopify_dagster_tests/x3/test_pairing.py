@@ -107,6 +107,18 @@ def test_no_approval_times_out_with_the_address_to_register(fresh_x3_sandbox: X3
              open_browser=lambda url: None, timeout_s=0.3)
 
 
+def test_a_busy_callback_port_is_a_clear_error(oauth_auth: OAuth2Auth) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(PairingError, match="X3SD_X3__REDIRECT_URI to another loopback port"):
+            pair(oauth_auth, authorise_endpoint="http://127.0.0.1:9/auth", redirect_uri=f"http://127.0.0.1:{port}/cb",
+                 open_browser=lambda url: None, timeout_s=1)
+
+
 def test_the_sandbox_authorise_endpoint_refuses_an_unknown_client(fresh_x3_sandbox: X3Sandbox) -> None:
     response = httpx.get(fresh_x3_sandbox.authorise_url, params={
         "client_id": "nobody", "redirect_uri": "http://127.0.0.1:9/cb", "state": "s"})

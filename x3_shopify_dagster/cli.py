@@ -115,6 +115,45 @@ def _vault(args: argparse.Namespace) -> int:
         runtime.close()
 
 
+def _x3_connect(*, open_browser: bool, timeout_s: float) -> int:
+    """Pair with X3 (OAuth2 authorization code): print the URL, wait for the loopback callback, store tokens."""
+    import webbrowser
+
+    from x3_shopify_dagster.defs.resources import ConnectorRuntime
+    from x3_shopify_dagster.x3 import X3Error
+    from x3_shopify_dagster.x3.pairing import pair
+
+    settings = load_settings()
+    x3 = settings.x3
+    if not x3.configured or x3.auth_mode != "oauth2":
+        print("x3sd x3 connect pairs an OAuth2 client: set X3SD_X3__SERVER_URL, X3SD_X3__FOLDER, "
+              "X3SD_X3__AUTH_MODE=oauth2, X3SD_X3__CLIENT_ID and X3SD_X3__CLIENT_SECRET first", file=sys.stderr)
+        return 2
+    runtime = ConnectorRuntime(settings)
+
+    def show(url: str) -> None:
+        print(f"Open this address and approve the connector as an X3 user:\n  {url}", flush=True)
+        if open_browser:
+            webbrowser.open(url)
+
+    try:
+        auth = runtime.x3_oauth2()
+        try:
+            result = pair(auth, authorise_endpoint=x3.authorize_url or x3.client_config().authorise_url,
+                          redirect_uri=x3.redirect_uri, scope=x3.oauth_scope, open_browser=show, timeout_s=timeout_s)
+        finally:
+            auth.close()
+    except X3Error as exc:
+        print(f"Pairing failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        runtime.close()
+    until = f" (refresh token valid until {result.refresh_expires_at})" if result.refresh_expires_at else ""
+    where = "the connector database vault" if x3.token_store == "vault" else x3.token_store_path  # noqa: S105
+    print(f"Paired with Sage X3: tokens stored in {where}{until}.")
+    return 0
+
+
 def main(argv: list[str] | None = None, *, open_url: Callable[[str], None] | None = None) -> int:
     """``open_url``: called with the install URL by ``shopify connect`` (the CLI entry point prints it only)."""
     parser = argparse.ArgumentParser(prog="x3sd", description="x3-shopify-dagster operator commands")
@@ -142,6 +181,11 @@ def main(argv: list[str] | None = None, *, open_url: Callable[[str], None] | Non
     vault_commands.add_parser("rotate-key", help="re-encrypt every secret under X3SD_VAULT_KEY (all or nothing)")
     vault_commands.add_parser("generate-key", help="print a new random vault key")
     vault_commands.add_parser("list", help="stored secrets (names only) and which key decrypts each")
+    x3 = commands.add_parser("x3", help="Sage X3")
+    x3_commands = x3.add_subparsers(dest="x3_command", required=True)
+    connect = x3_commands.add_parser("connect", help="pair with X3 (OAuth2): approve in a browser, tokens are stored")
+    connect.add_argument("--no-browser", action="store_true", help="only print the address to open")
+    connect.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the approval")
     args = parser.parse_args(argv)
     try:
         if args.command == "settings":
@@ -154,6 +198,8 @@ def main(argv: list[str] | None = None, *, open_url: Callable[[str], None] | Non
             return _shopify_connect(args, open_url)
         if args.command == "vault":
             return _vault(args)
+        if args.command == "x3" and args.x3_command == "connect":
+            return _x3_connect(open_browser=not args.no_browser, timeout_s=args.timeout)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from x3_shopify_dagster.defs.connection_check import connection_check
 from x3_shopify_dagster.defs.partitions import build_partitions
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
 from x3_shopify_dagster.defs.shopify.assets import build_shopify_orders_asset
@@ -27,6 +28,7 @@ def build_definitions(
         return dg.Definitions(
             assets=[orders],
             sensors=[build_shopify_orders_sensor(orders, settings)],
+            jobs=[connection_check],
             resources={"connector": runtime},
         )
     invoices = build_x3_sales_invoices_asset(partitions, orders)
@@ -38,6 +40,7 @@ def build_definitions(
             build_replay_sensor(invoices, settings),
         ],
         schedules=[build_master_data_schedule(settings)],
+        jobs=[connection_check],
         resources={"connector": runtime},
     )
 

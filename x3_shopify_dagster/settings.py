@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from x3_shopify_dagster.netloc import is_loopback_host
+from x3_shopify_dagster.redaction import register_basic_credentials, register_secret
 from x3_shopify_dagster.x3.config import X3Config, X3Publications, X3Representations
 
 ENV_PREFIX = "X3SD_"
@@ -113,23 +115,64 @@ class X3Settings(BaseModel):
     pool_alias: str | None = Field(default=None, description="Classic SOAP pool alias (defaults to the folder)")
     language: str = "ENG"
     pool_size: int = Field(default=4, ge=1, le=64)
-    auth_mode: Literal["basic", "oauth2"] = "basic"
+    auth_mode: Literal["basic", "oauth2", "jwt"] = "basic"
     user: str | None = None
     password: SecretStr | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
     token_url: str | None = None
+    authorize_url: str | None = Field(default=None, description="OAuth2 pairing page ({server}/auth/oauth2/authorise)")
+    oauth_scope: str = Field(default="", description="Scope asked for when pairing (space-separated)")
+    redirect_uri: str = Field(
+        default="http://127.0.0.1:8765/x3sd/callback",
+        description="Loopback callback of `x3sd x3 connect`; register it with the X3 client (port 0: any free port)",
+    )
     token_store_path: str = Field(default=".x3sd/x3_tokens.enc", description="Encrypted OAuth2 token file")
     token_store: Literal["file", "vault"] = Field(default="file", description="Where X3 OAuth2 tokens are kept")
+    jwt_audience: str = Field(default="", description="aud claim of connected-application JWTs")
+    jwt_lifetime_seconds: int = Field(default=300, ge=30, le=3600, description="exp - iat of each minted JWT")
+    jwt_clock_skew_seconds: int = Field(default=30, ge=0, le=600, description="iat is set this far in the past")
     ca_bundle_path: str | None = None
     reference_field: str = "BPRVCR"
     representations: X3Representations = Field(default_factory=X3Representations)
     publications: X3Publications = Field(default_factory=X3Publications)
 
-    @field_validator("server_url", "token_url")
+    @model_validator(mode="before")
+    @classmethod
+    def _no_tls_switch(cls, data: object) -> object:
+        # TLS verification cannot be turned off by any setting: say so instead of silently ignoring the variable.
+        if isinstance(data, dict):
+            for key in data:
+                if str(key).lower() in {"verify", "tls_verify", "ssl_verify", "verify_tls", "insecure",
+                                        "tls_insecure", "verify_ssl"}:
+                    raise ValueError(
+                        f"X3SD_X3__{str(key).upper()} is not a setting: TLS verification is always on. For a "
+                        "private certificate authority set X3SD_X3__CA_BUNDLE_PATH to its PEM bundle"
+                    )
+        return data
+
+    @field_validator("server_url", "token_url", "authorize_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else validate_service_url(value, what="X3 URL")
+
+    @field_validator("redirect_uri")
+    @classmethod
+    def _redirect(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "http" or not parts.hostname or not is_loopback_host(parts.hostname):
+            raise ValueError(
+                "the pairing callback must be a plain http loopback URL (x3sd x3 connect listens on it), e.g. "
+                f"http://127.0.0.1:8765/x3sd/callback; got {value!r}"
+            )
+        return value
+
+    @field_validator("ca_bundle_path")
+    @classmethod
+    def _ca_bundle(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"CA bundle {value!r} does not exist or is not a file (a PEM file of CA certificates)")
+        return value
 
     @field_validator("folder")
     @classmethod
@@ -148,7 +191,20 @@ class X3Settings(BaseModel):
             raise ValueError("X3 basic auth needs both X3SD_X3__USER and X3SD_X3__PASSWORD")
         if self.auth_mode == "oauth2" and (self.client_id is None or self.client_secret is None):
             raise ValueError("X3 oauth2 needs X3SD_X3__CLIENT_ID and X3SD_X3__CLIENT_SECRET")
+        if self.auth_mode == "jwt" and (self.client_id is None or self.client_secret is None or self.user is None):
+            raise ValueError(
+                "X3 jwt (connected application) needs X3SD_X3__CLIENT_ID, X3SD_X3__CLIENT_SECRET and X3SD_X3__USER "
+                "(the X3 user the application acts as)"
+            )
+        if self.auth_mode == "jwt" and self.jwt_lifetime_seconds <= self.jwt_clock_skew_seconds:
+            raise ValueError("X3SD_X3__JWT_LIFETIME_SECONDS must exceed X3SD_X3__JWT_CLOCK_SKEW_SECONDS")
         return self
+
+    def register_secrets(self) -> None:
+        """Tell the redaction layer the X3 secrets (and the Basic header form of the password)."""
+        if self.password is not None:
+            register_basic_credentials(self.user or "", self.password)
+        register_secret(self.client_secret)
 
     @property
     def configured(self) -> bool:
@@ -260,6 +316,16 @@ class ConnectorSettings(BaseSettings):
         if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
             raise ValueError("database URL must be sqlite:///path or postgresql+psycopg2://user@host/db")
         return value
+
+
+def register_settings_secrets(settings: ConnectorSettings) -> None:
+    """Every secret value of the configuration, for the redaction layer (logs, errors, metadata)."""
+    register_secret(*(store.access_token for store in settings.stores.values()))
+    register_secret(*(store.client_secret for store in settings.stores.values()))
+    register_secret(settings.vault_key)
+    old_keys = settings.vault_old_keys.get_secret_value() if settings.vault_old_keys else ""
+    register_secret(*(key.strip() for key in old_keys.split(",")))
+    settings.x3.register_secrets()
 
 
 class SettingsError(RuntimeError):

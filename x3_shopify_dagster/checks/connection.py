@@ -13,10 +13,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
 from x3_shopify_dagster.domain.mapping import Mapping, MappingError, load_mapping
+from x3_shopify_dagster.redaction import scrub
 from x3_shopify_dagster.settings import ENV_PREFIX, ConnectorSettings, X3Settings
 from x3_shopify_dagster.shopify import (
     DEFAULT_API_VERSION,
@@ -234,17 +236,27 @@ def check_x3_connection(x3: X3Settings, client: X3Client) -> list[CheckResult]:
 def _auth_label(x3: X3Settings) -> str:
     if x3.auth_mode == "basic":
         return f"basic, user {x3.user}"
+    if x3.auth_mode == "jwt":
+        return f"jwt (connected application), client {x3.client_id}, user {x3.user}"
     return f"oauth2, client {x3.client_id}"
 
 
 def _auth_fix(x3: X3Settings, error: X3Error) -> str:
     if isinstance(error, TokenStoreError):
-        return f"check {env_name('x3', 'token_store_path')} and its encryption key, or pair with X3 again"
+        return (f"check {env_name('x3', 'token_store_path')} and its encryption key (X3SD_X3_TOKEN_KEY), or pair "
+                "again with `x3sd x3 connect`")
     if isinstance(error, X3ReauthorizationRequired):
-        return "pair the connector with X3 again (OAuth2 authorization); the stored pairing is gone"
+        return "run `x3sd x3 connect` to pair the connector with X3 again (the stored pairing is gone or expired)"
     if x3.auth_mode == "basic":
         password, user = env_name("x3", "password"), env_name("x3", "user")
         return f"replace {password} (and check {user}) with the Syracuse user's credentials"
+    if x3.auth_mode == "jwt":
+        return (
+            f"check {env_name('x3', 'client_id')}, {env_name('x3', 'client_secret')} and {env_name('x3', 'user')} "
+            "against the connected application in X3 (Administration > Authentication > Connected applications), "
+            f"{env_name('x3', 'jwt_audience')}, and this machine's clock (X3 refuses a token issued in its future; "
+            f"raise {env_name('x3', 'jwt_clock_skew_seconds')} if the clocks differ)"
+        )
     return f"check {env_name('x3', 'client_id')} and {env_name('x3', 'client_secret')}"
 
 
@@ -336,17 +348,24 @@ def check_mapping_stores(mapping: Mapping, configured: Iterable[str]) -> list[Ch
 
 
 def check_mapping_references(mapping: Mapping, client: X3Client, *, today: date) -> list[CheckResult]:
-    """GL accounts, cost centres and sites the mapping names exist in X3 and can be posted to today."""
+    """GL accounts, cost centres, sites, invoice types, tax codes and items the mapping names exist in X3 and
+    can be used today."""
     results: list[CheckResult] = []
     checks = (
         ("GL accounts", lambda: _gl_account_problems(mapping, client, today)),
         ("cost centres", lambda: _dimension_problems(mapping, client)),
         ("sites", lambda: _site_problems(mapping, client)),
+        ("invoice types", lambda: _invoice_type_problems(mapping, client)),
+        ("tax codes", lambda: _tax_code_problems(mapping, client)),
+        ("items", lambda: _item_problems(mapping, client)),
     )
     counts = {
         "GL accounts": len(mapping.referenced_gl_accounts()),
         "cost centres": len(mapping.referenced_dimensions()),
         "sites": len(mapping.referenced_sites()),
+        "invoice types": len(_referenced_invoice_types(mapping)),
+        "tax codes": len(mapping.tax_code_rates()),
+        "items": len(_referenced_items(mapping)),
     }
     for name, find in checks:
         try:
@@ -425,6 +444,107 @@ def _site_problems(mapping: Mapping, client: X3Client) -> list[tuple[str, str]]:
     ]
 
 
+# X3 local menu 645 (INVTYP): the category an invoice type must have for its use in the mapping.
+_INVOICE_CATEGORY = {1: "invoice", 2: "credit memo"}
+# ITMSTA (local menu 246): 1 active, 3 on shortage, 4 not renewed can still be sold; 2 in development,
+# 5 obsolete, 6 not usable cannot.
+_SELLABLE_ITEM_STATUSES = {1, 3, 4}
+
+
+def _referenced_invoice_types(mapping: Mapping) -> dict[str, tuple[int, str]]:
+    """SIVTYP code → (expected INVTYP category, the mapping key naming it)."""
+    wanted: dict[str, tuple[int, str]] = {}
+    for resolved in mapping.effective_mappings():
+        wanted.setdefault(resolved.invoice_type, (1, "invoice_type"))
+        wanted.setdefault(resolved.credit_memo_type, (2, "credit_memo_type"))
+    return wanted
+
+
+def _referenced_items(mapping: Mapping) -> dict[str, str]:
+    """X3 item references the mapping names itself (overrides, without_sku) → the mapping key naming it."""
+    wanted: dict[str, str] = {}
+    for resolved in mapping.effective_mappings():
+        for sku, item in resolved.items.overrides.items():
+            if item is not None:
+                wanted.setdefault(item, f"items.overrides.{sku}")
+        if resolved.items.without_sku is not None:
+            wanted.setdefault(resolved.items.without_sku, "items.without_sku")
+    return wanted
+
+
+def _int_field(row: dict[str, object], name: str) -> int | None:
+    try:
+        return int(str(row.get(name)))
+    except (TypeError, ValueError):
+        return None
+
+
+def _invoice_type_problems(mapping: Mapping, client: X3Client) -> list[tuple[str, str]]:
+    wanted = _referenced_invoice_types(mapping)
+    ref = client.config.representations.invoice_types
+    found = {str(row.get("SIVTYP", "")): row for row in _rows(client, ref, _any_of("SIVTYP", wanted))}
+    problems = []
+    for code, (category, key) in sorted(wanted.items()):
+        row = found.get(code)
+        label = f"sales invoice type {code} ({key})"
+        otherwise = f"or set `{key}` in the mapping to an existing {_INVOICE_CATEGORY[category]} type"
+        if row is None:
+            problems.append((f"{label} does not exist in X3", f"create invoice type {code} in X3 {otherwise}"))
+        elif _int_field(row, "ENAFLG") == 1:
+            problems.append((f"{label} is inactive in X3", f"activate invoice type {code} in X3 {otherwise}"))
+        elif (actual := _int_field(row, "INVTYP")) is not None and actual != category:
+            kind = _INVOICE_CATEGORY.get(actual, f"category {actual}")
+            problems.append((f"{label} has category '{kind}' in X3, not '{_INVOICE_CATEGORY[category]}'",
+                             f"set `{key}` in the mapping to a {_INVOICE_CATEGORY[category]} type"))
+    return problems
+
+
+def _tax_code_problems(mapping: Mapping, client: X3Client) -> list[tuple[str, str]]:
+    wanted = mapping.tax_code_rates()
+    if not wanted:
+        return []
+    ref = client.config.representations.tax_codes
+    found = {str(row.get("VAT", "")): row for row in _rows(client, ref, _any_of("VAT", wanted))}
+    problems = []
+    for code, rate in sorted(wanted.items()):
+        row = found.get(code)
+        label, otherwise = f"tax code {code}", "or change the tax rule's code (or `untaxed`) in the mapping"
+        if row is None:
+            problems.append((f"{label} does not exist in X3", f"create {label} in X3 {otherwise}"))
+            continue
+        if _int_field(row, "ENAFLG") == 1:
+            problems.append((f"{label} is inactive in X3", f"activate {label} in X3 {otherwise}"))
+            continue
+        try:
+            x3_percent = Decimal(str(row["VATRAT"])) if "VATRAT" in row else None
+        except (InvalidOperation, ValueError):
+            x3_percent = None
+        expected = (rate * 100).normalize()
+        if x3_percent is not None and x3_percent.normalize() != expected:
+            problems.append((f"{label} applies {x3_percent.normalize():f} % in X3, the mapping expects {expected:f} %",
+                             f"map the Shopify rate to an X3 tax code of {expected:f} % (or fix the rate in X3)"))
+    return problems
+
+
+def _item_problems(mapping: Mapping, client: X3Client) -> list[tuple[str, str]]:
+    wanted = _referenced_items(mapping)
+    if not wanted:
+        return []
+    ref = client.config.representations.items
+    found = {str(row.get("ITMREF", "")): row for row in _rows(client, ref, _any_of("ITMREF", wanted))}
+    problems = []
+    for item, key in sorted(wanted.items()):
+        row = found.get(item)
+        label = f"item {item} ({key})"
+        if row is None:
+            fix = f"create item {item} in X3 or change {key} in the mapping"
+            problems.append((f"{label} does not exist in X3", fix))
+        elif (status := _int_field(row, "ITMSTA")) is not None and status not in _SELLABLE_ITEM_STATUSES:
+            problems.append((f"{label} has status {status} in X3 (not sellable)",
+                             f"set item {item} to status Active in X3 or change {key} in the mapping"))
+    return problems
+
+
 # ============================================================================================== all of it
 def run_checks(runtime: ConnectorRuntime) -> list[CheckResult]:
     """Every check, in report order: each Shopify store, X3, then the mapping (against X3 when it answers)."""
@@ -498,13 +618,6 @@ def secret_values(settings: ConnectorSettings) -> list[str]:
     return [s for s in secrets if s]
 
 
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if len(secret) >= 4:  # shorter values would garble the report; no server echoes them anyway
-            text = text.replace(secret, "**********")
-    return text
-
-
 def render_report(results: Sequence[CheckResult], *, secrets: Iterable[str] = ()) -> str:
     """An aligned table (system, check, status, detail), one ``Fix:`` line per failure, then a summary."""
     header = ("SYSTEM", "CHECK", "STATUS", "DETAIL")
@@ -520,4 +633,4 @@ def render_report(results: Sequence[CheckResult], *, secrets: Iterable[str] = ()
         lines += [f"Fix: [{r.system} / {r.name}] {r.fix or 'see the detail above'}" for r in failures]
     lines.append("")
     lines.append(f"{len(results)} checks, " + (f"{len(failures)} failed" if failures else "all OK"))
-    return _redact("\n".join(lines), sorted(set(secrets), key=len, reverse=True))
+    return scrub("\n".join(lines), secrets)

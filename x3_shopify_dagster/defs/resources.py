@@ -6,12 +6,14 @@ the environment inside each process and never become resource or run config, whi
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from x3_shopify_dagster.domain.mapping import Mapping, load_mapping
-from x3_shopify_dagster.settings import ConnectorSettings, StoreSettings, load_settings
+from x3_shopify_dagster.redaction import install_log_redaction, register_secret
+from x3_shopify_dagster.settings import ConnectorSettings, StoreSettings, load_settings, register_settings_secrets
 from x3_shopify_dagster.shopify import OrderReader, ShopifyClient
 from x3_shopify_dagster.shopify.oauth import (
     ClientCredentialsAuth,
@@ -24,7 +26,15 @@ from x3_shopify_dagster.storage import ConnectorDatabase, OrderStaging, X3Snapsh
 from x3_shopify_dagster.storage.ledger import PostingLedger
 from x3_shopify_dagster.storage.vault import Vault, VaultKeys
 from x3_shopify_dagster.storage.vault_token_stores import VaultShopifyTokenStore, VaultTokenStore
-from x3_shopify_dagster.x3 import BasicAuth, EncryptedFileTokenStore, OAuth2Auth, TokenStore, X3Client
+from x3_shopify_dagster.x3 import (
+    BasicAuth,
+    EncryptedFileTokenStore,
+    JwtAuth,
+    OAuth2Auth,
+    TokenStore,
+    X3Auth,
+    X3Client,
+)
 
 
 def _utc_now() -> datetime:
@@ -46,11 +56,16 @@ class ConnectorRuntime:
         self._vault: Vault | None = None
         self._shopify_auths: dict[str, ShopifyAuth] = {}
         self._lock = threading.Lock()
+        # Every process that runs connector code scrubs secrets from its logs, Dagster's included.
+        install_log_redaction()
+        if settings is not None:
+            register_settings_secrets(settings)
 
     @property
     def settings(self) -> ConnectorSettings:
         if self._settings is None:
             self._settings = load_settings()
+            register_settings_secrets(self._settings)
         return self._settings
 
     @property
@@ -123,23 +138,33 @@ class ConnectorRuntime:
     def snapshots(self) -> X3SnapshotStore:
         return X3SnapshotStore(self.database)
 
+    def x3_token_store(self) -> TokenStore:
+        """Where the X3 OAuth2 token pair lives: the connector database's vault, or an encrypted file."""
+        if self.settings.x3.token_store == "vault":  # noqa: S105 (a setting value, not a secret)
+            return VaultTokenStore(self.vault())
+        store = EncryptedFileTokenStore(self.settings.x3.token_store_path)
+        register_secret(os.environ.get(store.key_env))  # the file's key is a secret like the tokens it protects
+        return store
+
+    def x3_oauth2(self) -> OAuth2Auth:
+        """OAuth2 with the configured client, token endpoint and CA bundle, tokens in `x3_token_store()`."""
+        x3 = self.settings.x3
+        return OAuth2Auth.for_config(x3.client_config(), x3.client_id or "", x3.client_secret or "",
+                                     self.x3_token_store(), token_url=x3.token_url)
+
+    def x3_auth(self) -> X3Auth:
+        x3 = self.settings.x3
+        # X3Settings refuses a mode without its credentials (checked at start-up).
+        if x3.auth_mode == "basic":
+            return BasicAuth(x3.user or "", x3.password or "")
+        if x3.auth_mode == "jwt":
+            return JwtAuth(x3.client_id or "", x3.client_secret or "", x3.user or "", audience=x3.jwt_audience,
+                           lifetime_s=x3.jwt_lifetime_seconds, clock_skew_s=x3.jwt_clock_skew_seconds)
+        return self.x3_oauth2()
+
     def x3_client(self) -> X3Client:
         """A client for the configured X3 folder; credentials come from the environment, never run config."""
-        x3 = self.settings.x3
-        config = x3.client_config()
-        auth: BasicAuth | OAuth2Auth
-        if x3.auth_mode == "basic":
-            # X3Settings refuses basic auth without both (checked at start-up).
-            auth = BasicAuth(x3.user or "", x3.password or "")
-        else:
-            store: TokenStore
-            if x3.token_store == "vault":  # noqa: S105 (a setting value, not a secret)
-                store = VaultTokenStore(self.vault())
-            else:
-                store = EncryptedFileTokenStore(x3.token_store_path)
-            auth = OAuth2Auth.for_config(config, x3.client_id or "", x3.client_secret or "", store,
-                                         token_url=x3.token_url)
-        return X3Client(config, auth)
+        return X3Client(self.settings.x3.client_config(), self.x3_auth())
 
     def order_reader(self, client: ShopifyClient) -> OrderReader:
         return OrderReader(

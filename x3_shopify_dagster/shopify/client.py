@@ -22,6 +22,7 @@ from graphql.language import DirectiveNode, Visitor
 from pydantic import SecretStr
 
 from x3_shopify_dagster.netloc import is_loopback_host
+from x3_shopify_dagster.redaction import scrub
 from x3_shopify_dagster.shopify.cost import ClientMetrics, CostPacer, QueryCost
 from x3_shopify_dagster.shopify.documents import GraphQLDocument, load_document
 from x3_shopify_dagster.shopify.errors import (
@@ -36,7 +37,7 @@ from x3_shopify_dagster.shopify.errors import (
     ShopifyUserErrors,
     UserError,
 )
-from x3_shopify_dagster.shopify.oauth import ShopifyAuth, StaticTokenAuth, redact
+from x3_shopify_dagster.shopify.oauth import ShopifyAuth, StaticTokenAuth
 from x3_shopify_dagster.shopify.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -367,7 +368,7 @@ class ShopifyClient:
             raise ShopifyUserErrors(found, operation=operation, request_id=request_id)
 
     def _scrub(self, text: str) -> str:
-        return redact(text, self.auth.secrets())
+        return scrub(text, self.auth.secrets())
 
     # --- Convenience -------------------------------------------------------------------------------------
 

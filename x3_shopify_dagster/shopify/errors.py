@@ -10,12 +10,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from x3_shopify_dagster.redaction import scrub
+
 
 class ShopifyError(Exception):
     """Base class for every error raised by the Shopify client."""
 
     def __init__(self, message: str, *, operation: str | None = None, request_id: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(scrub(message))  # known secrets and token-shaped strings never travel in an error
         self.operation = operation
         self.request_id = request_id
 

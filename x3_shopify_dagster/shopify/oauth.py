@@ -32,6 +32,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from x3_shopify_dagster.netloc import is_loopback_host
+from x3_shopify_dagster.redaction import register_secret, scrub
 from x3_shopify_dagster.shopify.errors import (
     ShopifyOAuthError,
     ShopifyProtocolError,
@@ -191,9 +192,8 @@ def _utcnow() -> datetime:
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, _MASK)
-    return text
+    """``text`` with ``secrets``, every registered secret and secret-shaped strings masked."""
+    return scrub(text, secrets)
 
 
 # ============================================================================================== token endpoint
@@ -233,6 +233,7 @@ class ShopifyTokenEndpoint:
         self._client_secret = client_secret if isinstance(client_secret, SecretStr) else SecretStr(client_secret)
         if not self._client_secret.get_secret_value():
             raise ValueError("client_secret is empty")
+        register_secret(self._client_secret)
         self._now = now
         # No redirects: a redirected POST would carry the client secret to wherever it points.
         self._http = httpx.Client(transport=transport, timeout=timeout_s, follow_redirects=False)
@@ -340,6 +341,7 @@ class StaticTokenAuth(ShopifyAuth):
         self._token = token if isinstance(token, SecretStr) else SecretStr(token)
         if not self._token.get_secret_value().strip():
             raise ValueError("access_token is empty")
+        register_secret(self._token)
 
     def access_token(self) -> str:
         return self._token.get_secret_value()
@@ -387,11 +389,13 @@ class _StoredTokenAuth(ShopifyAuth):
             if tokens is None or self._due(tokens):
                 tokens = self._renew(sent=None)
             self._tokens = tokens
+            register_secret(tokens.access_token, tokens.refresh_token)  # masked in every log line from now on
             return tokens.access_token.get_secret_value()
 
     def on_unauthorized(self, sent_token: str) -> bool:
         with self._lock:
             self._tokens = self._renew(sent=sent_token)
+            register_secret(self._tokens.access_token, self._tokens.refresh_token)
             return True
 
     def secrets(self) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ Knows nothing of Dagster, the connector database or Shopify. Start with `X3Clien
 from x3_shopify_dagster.x3.auth import (
     BasicAuth,
     EncryptedFileTokenStore,
+    JwtAuth,
     MemoryTokenStore,
     OAuth2Auth,
     StoredTokens,
@@ -51,6 +52,7 @@ __all__ = [
     "ClassRef",
     "Diagnosis",
     "EncryptedFileTokenStore",
+    "JwtAuth",
     "MemoryTokenStore",
     "OAuth2Auth",
     "RetryPolicy",

@@ -9,6 +9,8 @@ between the two, the stored pair is still the valid one.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -23,6 +25,7 @@ import httpx
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
+from x3_shopify_dagster.redaction import register_basic_credentials, register_secret
 from x3_shopify_dagster.x3.config import X3Config, check_transport_security
 from x3_shopify_dagster.x3.errors import (
     TokenStoreError,
@@ -36,8 +39,9 @@ from x3_shopify_dagster.x3.errors import (
 log = logging.getLogger(__name__)
 
 DEFAULT_REPAIR_HINT = (
-    "re-pair the connector with Sage X3: have an X3 user approve the connector again to obtain a new "
-    "authorization code, then call OAuth2Auth.exchange_code(code)"
+    "re-pair the connector with Sage X3: run `x3sd x3 connect` and have an X3 user approve the connector in the "
+    "browser (it obtains a new authorization code and stores the new token pair; in code: "
+    "OAuth2Auth.exchange_code(code))"
 )
 
 
@@ -58,6 +62,7 @@ class BasicAuth:
             raise ValueError("basic auth user must be non-empty and contain no ':'")
         self.user = user
         self._password = password if isinstance(password, SecretStr) else SecretStr(password)
+        register_basic_credentials(user, self._password)
 
     def apply(self, request: httpx.Request) -> None:
         raw = f"{self.user}:{self._password.get_secret_value()}".encode()
@@ -254,6 +259,7 @@ class OAuth2Auth:
         self._client_secret = (
             client_secret if isinstance(client_secret, SecretStr) else SecretStr(client_secret)
         )
+        register_secret(self._client_secret)
         self.store = store
         self.skew = timedelta(seconds=skew_s)
         self._now = now
@@ -331,6 +337,8 @@ class OAuth2Auth:
     def _current(self) -> StoredTokens:
         if self._tokens is None:
             self._tokens = self.store.load()
+            if self._tokens is not None:
+                register_secret(self._tokens.access_token, self._tokens.refresh_token)
         if self._tokens is None:
             raise X3ReauthorizationRequired(f"no X3 OAuth2 tokens are stored; {self._repair_hint}")
         return self._tokens
@@ -359,6 +367,7 @@ class OAuth2Auth:
     def _persist(self, tokens: StoredTokens) -> None:
         # Rotation: the old refresh token is already dead, so the new pair must be durable before use.
         # If saving fails we do not use the new access token and the error propagates.
+        register_secret(tokens.access_token, tokens.refresh_token)
         self.store.save(tokens)
         self._tokens = tokens
 
@@ -403,3 +412,98 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+# ============================================================================================== JWT
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def encode_hs256(claims: Mapping[str, Any], secret: str) -> str:
+    """A compact JWS (RFC 7515) signed HS256, with the stdlib: header.payload.signature, base64url unpadded."""
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    payload = _b64url(json.dumps(dict(claims), separators=(",", ":")).encode())
+    signing_input = f"{header}.{payload}".encode("ascii")
+    signature = hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64url(signature)}"
+
+
+class JwtAuth:
+    """Syracuse "connected application": a self-signed HS256 JWT per call, no token endpoint, no refresh token.
+
+    Claims: ``iss`` = client id, ``sub`` = the X3 user, ``aud`` (default ""), ``iat``, ``exp = iat + lifetime``.
+    X3 refuses a token whose ``iat`` lies in its future (error 21), so ``iat`` is set ``clock_skew_s`` in the past:
+    a server clock a little behind ours still accepts it. A token is reused until it is within
+    ``remint_margin_s`` of its expiry (capped at a quarter of the lifetime), then a new one is minted.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: SecretStr | str,
+        user: str,
+        *,
+        audience: str = "",
+        lifetime_s: int = 300,
+        clock_skew_s: int = 30,
+        remint_margin_s: int = 60,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        if not client_id or not user:
+            raise ValueError("a connected-application JWT needs the client id (iss) and the X3 user (sub)")
+        if lifetime_s <= clock_skew_s:
+            raise ValueError(
+                f"JWT lifetime ({lifetime_s} s) must exceed the clock skew allowance ({clock_skew_s} s): "
+                "iat is set that far in the past, so the token would already be expired"
+            )
+        self.client_id = client_id
+        self.user = user
+        self.audience = audience
+        self.lifetime = timedelta(seconds=lifetime_s)
+        self.clock_skew = timedelta(seconds=clock_skew_s)
+        self._margin = min(timedelta(seconds=remint_margin_s), (self.lifetime - self.clock_skew) / 4)
+        self._client_secret = client_secret if isinstance(client_secret, SecretStr) else SecretStr(client_secret)
+        if not self._client_secret.get_secret_value():
+            raise ValueError("the connected application's client secret is empty")
+        register_secret(self._client_secret)
+        self._now = now
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires_at: datetime | None = None
+        self.minted = 0
+
+    def mint(self) -> str:
+        """A new signed token (also the one `apply` uses from now on)."""
+        with self._lock:
+            return self._mint()
+
+    def _mint(self) -> str:
+        issued_at = self._now() - self.clock_skew
+        expires_at = issued_at + self.lifetime
+        claims = {"iss": self.client_id, "sub": self.user, "aud": self.audience,
+                  "iat": int(issued_at.timestamp()), "exp": int(expires_at.timestamp())}
+        self._token = encode_hs256(claims, self._client_secret.get_secret_value())
+        self._expires_at = expires_at
+        self.minted += 1
+        return self._token
+
+    def apply(self, request: httpx.Request) -> None:
+        with self._lock:
+            token = self._token
+            if token is None or self._expires_at is None or self._now() >= self._expires_at - self._margin:
+                token = self._mint()
+            request.headers["Authorization"] = f"Bearer {token}"
+
+    def on_unauthorized(self, request: httpx.Request | None = None) -> bool:
+        # A fresh token helps only if the refused one was stale (expired in transit, server clock ahead);
+        # a wrong secret or unknown client fails the single retry and becomes X3AuthenticationError.
+        with self._lock:
+            sent = request.headers.get("Authorization", "") if request is not None else ""
+            if self._token is not None and sent and sent != f"Bearer {self._token}":
+                return True
+            self._mint()
+            return True
+
+    def __repr__(self) -> str:
+        return (f"JwtAuth(client_id={self.client_id!r}, user={self.user!r}, audience={self.audience!r}, "
+                f"lifetime_s={int(self.lifetime.total_seconds())}, client_secret=**********)")

@@ -60,6 +60,9 @@ class X3Client:
     # -- lifecycle ----------------------------------------------------------------------------------------
     def close(self) -> None:
         self._transport.close()
+        close_auth = getattr(self.auth, "close", None)  # OAuth2's token-endpoint connection
+        if callable(close_auth):
+            close_auth()
 
     def __enter__(self) -> X3Client:
         return self

@@ -49,6 +49,8 @@ class X3Representations(_Frozen):
     gl_accounts: ClassRef = ClassRef(cls="GACCOUNT", representation="ZGACCOUNT")
     dimensions: ClassRef = ClassRef(cls="CACCE", representation="ZCACCE")
     items: ClassRef = ClassRef(cls="ITMMASTER", representation="ITMMASTER")
+    tax_codes: ClassRef = ClassRef(cls="TABVAT", representation="ZTABVAT")
+    invoice_types: ClassRef = ClassRef(cls="TABSIVTYP", representation="ZTABSIVTYP")
     sites: ClassRef = ClassRef(cls="FACILITY", representation="FACILITY")
     sales_invoices: ClassRef = ClassRef(cls="SINVOICEV", representation="SINVOICEV")
     deliveries: ClassRef = ClassRef(cls="SDELIVERY", representation="ZSDELIVERY")
@@ -161,6 +163,11 @@ class X3Config(_Frozen):
     def token_url(self) -> str:
         """Default OAuth2 token endpoint on the same server (wire contract; [U] on real Syracuse)."""
         return f"{self.base_url}/auth/oauth2/token"
+
+    @property
+    def authorise_url(self) -> str:
+        """Default OAuth2 pairing page on the same server (X3 Cloud: /v1/token/authorise; set it explicitly)."""
+        return f"{self.base_url}/auth/oauth2/authorise"
 
     def tls_verify(self) -> ssl.SSLContext | bool:
         """TLS verification is always on; a custom CA bundle only adds trust anchors."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from x3_shopify_dagster.redaction import scrub
+
 
 @dataclass(frozen=True)
 class Diagnosis:
@@ -32,9 +34,16 @@ class SoapMessage:
 
 
 class X3Error(Exception):
-    """Base class. `retryable` tells callers whether the same call may succeed later."""
+    """Base class. `retryable` tells callers whether the same call may succeed later.
+
+    Messages are scrubbed of known secrets and secret-shaped strings (see `x3_shopify_dagster.redaction`) when
+    the error is created, so a token echoed by a server never reaches a log, a run failure or the event log.
+    """
 
     retryable: bool = False
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(scrub(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class X3ConfigError(X3Error, ValueError):
@@ -168,8 +177,5 @@ def _join(texts: Iterable[str]) -> str:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of a secret value in `text` (defence in depth for server-echoed text)."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+    """`text` without the given secret values nor any secret the process knows (server-echoed text)."""
+    return scrub(text, secrets)

@@ -64,7 +64,8 @@ def describe(defs: dg.Definitions) -> dict:
         for assets_def in repository.assets_defs_by_key.values()
         for key in assets_def.check_keys
     )
-    return {"assets": assets, "sensors": sensors, "schedules": schedules, "checks": checks}
+    jobs = sorted(job.name for job in repository.get_all_jobs() if not job.name.startswith("__"))
+    return {"assets": assets, "sensors": sensors, "schedules": schedules, "checks": checks, "jobs": jobs}
 
 
 def test_definitions_load_and_validate(settings):

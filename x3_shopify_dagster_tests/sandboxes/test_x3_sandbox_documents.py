@@ -68,6 +68,7 @@ def api1_json(response: Any) -> dict[str, Any]:
     ({"SIHORINUM": "INV2611-00001"}, "SIHORINUM: only a credit memo has an origin invoice (got 'INV2611-00001')"),
     ({"NUM": "MY-OWN-1"}, "NUM: numbering is automatic, do not send a number (got 'MY-OWN-1')"),
     ({"SIVTYP": "PRF"}, "SIVTYP: invoice type 'PRF' does not exist"),
+    ({"SIVTYP": "INVX"}, "SIVTYP: invoice type 'INVX' is inactive"),
     ({"lines": [line(LINTYP="3", GROPRI="500")]}, "AMTATI: the total -600.00 is negative: discounts exceed the goods"),
 ])
 def test_invalid_invoices_are_refused_with_the_field_and_value(x3_raw: X3RawClient, changes: dict[str, Any],
@@ -359,3 +360,9 @@ def test_every_change_bumps_upddattim_to_the_second(x3_raw_factory: Callable[...
         assert [(r["NUM"], r["UPDDATTIM"]) for r in changed["$resources"]] == [(number, "2026-11-27T09:01:30Z")]
         stock = api1_json(client.api1("ITMMVT", "ZITMMVT.$query", where="(UPDDATTIM ge @2026-11-27T09:02:00Z@)"))
         assert [(r["ITMREF"], r["STOFCY"]) for r in stock["$resources"]] == [("TAMPER-58", "FR011")]
+
+
+def test_invoice_types_are_an_api1_class(x3_raw: X3RawClient) -> None:
+    rows = {row["SIVTYP"]: row for row in x3_raw.query_all("TABSIVTYP", "ZTABSIVTYP")}
+    assert {code: (row["INVTYP"], row["ENAFLG"]) for code, row in rows.items()} == {
+        "INV": (1, 2), "CRN": (2, 2), "INVX": (1, 1)}

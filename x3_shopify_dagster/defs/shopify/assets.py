@@ -9,6 +9,7 @@ from enum import Enum
 
 import dagster as dg
 
+from x3_shopify_dagster.defs.metadata import redact_metadata
 from x3_shopify_dagster.defs.partitions import split_partition_key
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
 from x3_shopify_dagster.domain.shopify_orders import ShopifyOrder
@@ -114,8 +115,8 @@ def build_shopify_orders_asset(partitions_def: dg.PartitionsDefinition) -> dg.As
             context.log.info("Nothing to pull yet for %s: the window is empty (%s .. %s)", store, window.start,
                              window.end)
             return dg.MaterializeResult(
-                metadata={**_window_metadata(window), "mode": "none", "orders_new": 0, "orders_changed": 0,
-                          "orders_unchanged": 0, "orders_older": 0}
+                metadata=redact_metadata({**_window_metadata(window), "mode": "none", "orders_new": 0,
+                                          "orders_changed": 0, "orders_unchanged": 0, "orders_older": 0})
             )
 
         try:
@@ -156,7 +157,7 @@ def build_shopify_orders_asset(partitions_def: dg.PartitionsDefinition) -> dg.As
 
         context.log.info("Staged %s: %s", store, counts.as_dict())
         return dg.MaterializeResult(
-            metadata={
+            metadata=redact_metadata({
                 **_window_metadata(window),
                 "mode": mode.value,
                 "orders_new": counts.new,
@@ -172,7 +173,7 @@ def build_shopify_orders_asset(partitions_def: dg.PartitionsDefinition) -> dg.As
                 "api_retries": api["retries"],
                 "throttle_waits": api["throttle_waits"],
                 "throttle_wait_seconds": dg.MetadataValue.float(float(api["throttle_wait_s"])),
-            }
+            })
         )
 
     return shopify_orders

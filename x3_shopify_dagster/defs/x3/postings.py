@@ -7,6 +7,7 @@ is the ledger).
 
 import dagster as dg
 
+from x3_shopify_dagster.defs.metadata import redact_metadata
 from x3_shopify_dagster.defs.partitions import split_partition_key
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
 from x3_shopify_dagster.defs.x3.snapshots import (
@@ -94,8 +95,8 @@ def build_x3_sales_invoices_asset(
             expires_soon = getattr(x3.auth, "refresh_token_expires_soon", None)
             if expires_soon is not None and expires_soon():
                 context.log.warning(
-                    "The X3 OAuth2 refresh token expires within 7 days (or is missing): pair the connector with "
-                    "X3 again before it does, or postings will stop."
+                    "The X3 OAuth2 refresh token expires within 7 days (or is missing): run `x3sd x3 connect` to "
+                    "pair the connector with X3 again before it does, or postings will stop."
                 )
             # First run on a fresh database: take the snapshots the posting checks against.
             if snapshots.info(CUSTOMERS) is None:
@@ -130,7 +131,7 @@ def build_x3_sales_invoices_asset(
         context.log.info("Posting %s %s: %s", store, day, counts)
         totals = report.posted_totals()
         return dg.MaterializeResult(
-            metadata={
+            metadata=redact_metadata({
                 **{f"orders_{key}": value for key, value in counts.items()},
                 "posted_total": ", ".join(f"{amount} {currency}" for currency, amount in sorted(totals.items())) or "0",
                 "postings": _postings_table(report),
@@ -139,7 +140,7 @@ def build_x3_sales_invoices_asset(
                 "x3_calls": x3_metrics["total_calls"],
                 "x3_retries": x3_metrics["total_retries"],
                 "x3_pool_wait_seconds": dg.MetadataValue.float(float(x3_metrics["pool_wait_seconds"])),
-            }
+            })
         )
 
     return x3_sales_invoices

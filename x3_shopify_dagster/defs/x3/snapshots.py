@@ -5,6 +5,7 @@ from typing import Any
 
 import dagster as dg
 
+from x3_shopify_dagster.defs.metadata import redact_metadata
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
 from x3_shopify_dagster.domain.customers import normalise_email
 from x3_shopify_dagster.posting.invoices import (
@@ -82,7 +83,7 @@ def x3_customers(
         metadata = take_customer_snapshot(x3, connector.snapshots(), run_id=context.run_id)
         metadata["x3_calls"] = x3.metrics.snapshot()["total_calls"]
     context.log.info("Snapshot of %s e-mails (%s ambiguous)", metadata["emails"], metadata["ambiguous_emails"])
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=redact_metadata(metadata))
 
 
 MAPPING_CHECK_NAME = "mapping_accounts_and_cost_centres_active"
@@ -106,13 +107,14 @@ def x3_gl_accounts(
         metadata = take_gl_snapshot(x3, snapshots, run_id=context.run_id)
     problems = mapping_reference_problems(connector.mapping(), snapshots) if connector.settings.mapping_path else []
     return dg.MaterializeResult(
-        metadata=metadata,
+        metadata=redact_metadata(metadata),
         check_results=[
             dg.AssetCheckResult(
                 check_name=MAPPING_CHECK_NAME,
                 passed=not problems,
                 severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")},
+                metadata=redact_metadata(
+                    {"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none")}),
                 description="; ".join(problems) or "All accounts and cost centres of the mapping are active in X3.",
             )
         ],

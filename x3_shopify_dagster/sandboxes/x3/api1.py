@@ -127,6 +127,11 @@ CLASSES: tuple[Api1Class, ...] = (
         "VATRAT": _dec(lambda v: (v.rate * 100).normalize()), "ENAFLG": _int(lambda v: _flag(v.active)),
         "UPDDATTIM": _UPDDATTIM,
     }, lambda t: t.tax_codes.values()),
+    Api1Class("TABSIVTYP", "ZTABSIVTYP", ("SIVTYP",), {
+        "SIVTYP": _str(lambda t: t.code), "DES": _str(lambda t: t.description),
+        "INVTYP": _int(lambda t: int(t.category)), "ENAFLG": _int(lambda t: _flag(t.active)),
+        "UPDDATTIM": _UPDDATTIM,
+    }, lambda t: t.invoice_types.values()),
     Api1Class("ITMMASTER", "ITMMASTER", ("ITMREF",), {
         "ITMREF": _str(lambda i: i.code), "ITMDES1": _str(lambda i: i.description),
         "ITMSTA": _int(lambda i: 1 if i.active else 6), "STU": _str(lambda i: i.stock_unit),

@@ -12,12 +12,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from x3_shopify_dagster.sandboxes.x3.api1 import Api1Answer, Api1Reader, QueryParams, diagnosis, encode_json
@@ -41,6 +41,17 @@ from x3_shopify_dagster.sandboxes.x3.wsdl import render_wsdl
 SOAP_PATH = "/soap-generic/syracuse/collaboration/syracuse/CAdxWebServiceXmlCC"
 WSDL_PATH = "/soap-wsdl/syracuse/collaboration/syracuse/CAdxWebServiceXmlCC"
 OAUTH_GRANT_PATH = "/auth/oauth2/token"
+OAUTH_AUTHORISE_PATH = "/auth/oauth2/authorise"
+_AUTH_MESSAGES = {
+    "missing": "Authentication required", "bad_basic": "Invalid user or password",
+    "bad_bearer": "Invalid access token", "expired_bearer": "Access token expired",
+    "bad_jwt": "Invalid token (expected an HS256 JWT)",
+    "jwt_unknown_client": "Unknown connected application (iss) or user not allowed (sub)",
+    "jwt_bad_signature": "Invalid token signature",
+    "jwt_expired": "Token expired (exp)",
+    "jwt_iat_future": "Error 21: token issued in the future (iat); check the clocks",
+    "jwt_too_long": "Token validity (exp - iat) exceeds the connected application's tokens validity",
+}
 NO_WEB_SERVICES = "No Web services accepted"
 LOCKED_MESSAGE = "Record locked by another user"
 _RESOURCE = re.compile(r"^(?P<cls>[A-Za-z0-9_]+)(?:\('(?P<key>(?:[^']|'')*)'\))?$")
@@ -100,6 +111,7 @@ class X3SandboxApp:
             Route(SOAP_PATH, self.soap, methods=["POST"]),
             Route(WSDL_PATH, self.wsdl, methods=["GET"]),
             Route(OAUTH_GRANT_PATH, self.token, methods=["POST"]),
+            Route(OAUTH_AUTHORISE_PATH, self.authorise, methods=["GET"]),
             Route("/_sandbox/{folder}/customers", self.admin_add_customer, methods=["POST"]),
             Route("/_sandbox/{folder}/accounts", self.admin_account_active, methods=["POST"]),
             Route("/{path:path}", self.not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
@@ -125,9 +137,7 @@ class X3SandboxApp:
         outcome = self.runtime.auth.check(authorization)
         if outcome == "ok":
             return None
-        message = {"missing": "Authentication required", "bad_basic": "Invalid user or password",
-                   "bad_bearer": "Invalid access token", "expired_bearer": "Access token expired"}[outcome]
-        response = _json(diagnosis(401, message))
+        response = _json(diagnosis(401, _AUTH_MESSAGES[outcome]))
         response.headers["WWW-Authenticate"] = BASIC_CHALLENGE
         if bearer:
             description = "The access token expired" if outcome == "expired_bearer" else "Unknown access token"
@@ -293,7 +303,7 @@ class X3SandboxApp:
         drop = self.faults.take({"drop_connection"}, target)
         try:
             if grant_type == "authorization_code":
-                pair = auth.exchange_code(form.get("code", ""))
+                pair = auth.exchange_code(form.get("code", ""), form.get("redirect_uri"))
             elif grant_type == "refresh_token":
                 pair = auth.refresh(form.get("refresh_token", ""))
             else:
@@ -307,6 +317,27 @@ class X3SandboxApp:
         if drop:
             await self._drop(request)
         return response
+
+    async def authorise(self, request: Request) -> Response:
+        """The pairing page: an X3 user would log in and approve; the sandbox approves at once and redirects to
+        `redirect_uri` with `authorizationCode` and the caller's `state` (X3 Cloud's parameter names)."""
+        params = request.query_params
+        redirect_uri = params.get("redirect_uri", "")
+        parts = urlsplit(redirect_uri)
+        if not self.runtime.auth.client_id_ok(params.get("client_id", "")):
+            self._log("oauth", "authorise", 400)
+            return PlainTextResponse("Unknown client_id: no connected application has this client id", 400)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or parts.fragment:
+            self._log("oauth", "authorise", 400)
+            return PlainTextResponse("redirect_uri must be an absolute http(s) URL without a fragment", 400)
+        code = self.runtime.auth.issue_authorization_code(redirect_uri)
+        answer = {"authorizationCode": code}
+        if "state" in params:
+            answer["state"] = params["state"]
+        query = "&".join(part for part in (parts.query, urlencode(answer)) if part)
+        self._log("oauth", "authorise", 302)
+        return RedirectResponse(urlunsplit((parts.scheme, parts.netloc, parts.path, query, "")), status_code=302,
+                                headers={"Cache-Control": "no-store"})
 
     @staticmethod
     def _oauth_error(error: OAuthError) -> Response:

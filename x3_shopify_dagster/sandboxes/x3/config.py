@@ -32,6 +32,10 @@ class X3SandboxConfig:
     access_token_ttl_s: int = 300
     refresh_token_ttl_s: int = 2_592_000
     authorization_code_ttl_s: int = 600
+    # Connected-application JWTs: the "Tokens validity" of the application (longest exp - iat accepted) and how
+    # far in the future an iat may be before it is refused (X3 error 21).
+    jwt_max_validity_s: int = 600
+    jwt_iat_tolerance_s: int = 5
     extra_folders: tuple[str, ...] = ()
     user: str = "WSCONNECT"
     password: SecretStr = DEFAULT_PASSWORD

@@ -43,8 +43,7 @@ from x3_shopify_dagster.sandboxes.x3.state import (
     period_of,
 )
 
-# Invoice types (SIVTYP) and their category (INVTYP).
-SALES_INVOICE_TYPES = {"INV": InvoiceType.INVOICE, "CRN": InvoiceType.CREDIT_MEMO}
+# Invoice types (SIVTYP) live in the folder's TABSIVTYP table (seed.py); these are the defaults per category.
 DEFAULT_SALES_INVOICE_TYPE = {InvoiceType.INVOICE: "INV", InvoiceType.CREDIT_MEMO: "CRN"}
 DEFAULT_LINE_ACCOUNTS = {LineType.GOODS: "706000", LineType.SHIPPING: "708500", LineType.DISCOUNT: "709000"}
 LINE_NUMBER_STEP = 1000  # X3 numbers document lines 1000, 2000, ...
@@ -133,12 +132,15 @@ def _check_period(state: FolderState, problems: _Problems, field: str, day: date
         problems.add(field, f"period {period_of(day)} is closed ({day.isoformat()})")
 
 
-def _resolve_invoice_type(draft: InvoiceDraft, problems: _Problems) -> tuple[InvoiceType, str]:
+def _resolve_invoice_type(tables: Tables, draft: InvoiceDraft, problems: _Problems) -> tuple[InvoiceType, str]:
     if draft.sales_invoice_type:
-        category = SALES_INVOICE_TYPES.get(draft.sales_invoice_type)
-        if category is None:
+        record = tables.invoice_types.get(draft.sales_invoice_type)
+        if record is None:
             problems.add("SIVTYP", f"invoice type '{draft.sales_invoice_type}' does not exist")
             return draft.invoice_type or InvoiceType.INVOICE, draft.sales_invoice_type
+        if not record.active:
+            problems.add("SIVTYP", f"invoice type '{draft.sales_invoice_type}' is inactive")
+        category = record.category
         if draft.invoice_type is not None and draft.invoice_type != category:
             problems.add("INVTYP", f"category {int(draft.invoice_type)} does not match invoice type "
                                    f"'{draft.sales_invoice_type}' (category {int(category)})")
@@ -152,7 +154,7 @@ def _build_invoice(state: FolderState, draft: InvoiceDraft, *, number: str | Non
     """Validate a draft and compute its amounts; `number` None allocates a new one."""
     tables = state.tables
     problems = _Problems()
-    invoice_type, sales_invoice_type = _resolve_invoice_type(draft, problems)
+    invoice_type, sales_invoice_type = _resolve_invoice_type(tables, draft, problems)
 
     customer = tables.customers.get(draft.customer)
     if not draft.customer:

@@ -97,6 +97,15 @@ class TaxCode:
 
 
 @dataclass(frozen=True)
+class SalesInvoiceType:
+    code: str  # SIVTYP (table TABSIVTYP)
+    description: str  # DES
+    category: InvoiceType  # INVTYP: invoice or credit memo
+    active: bool  # ENAFLG
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
 class Item:
     code: str  # ITMREF
     description: str  # ITMDES1

@@ -12,8 +12,10 @@ from x3_shopify_dagster.sandboxes.x3.records import (
     CustomerAddress,
     Dimension,
     GlAccount,
+    InvoiceType,
     Item,
     ProductSiteStock,
+    SalesInvoiceType,
     Site,
     TaxCode,
 )
@@ -58,6 +60,13 @@ TAX_CODES: tuple[tuple[str, str, Decimal, bool], ...] = (
     ("FRR", "France reduced VAT 5.5% (inactive)", Decimal("0.055"), False),
 )
 
+# Sales invoice types (TABSIVTYP): (code, description, category, active)
+INVOICE_TYPES: tuple[tuple[str, str, InvoiceType, bool], ...] = (
+    ("INV", "Invoice", InvoiceType.INVOICE, True),
+    ("CRN", "Credit memo", InvoiceType.CREDIT_MEMO, True),
+    ("INVX", "Export invoice (inactive)", InvoiceType.INVOICE, False),
+)
+
 SITE_NAMES = {"FR011": ("Lyon warehouse", "FR01"), "US011": ("Dallas warehouse", "US01")}
 
 
@@ -84,6 +93,8 @@ def seed_folder(state: FolderState, seed: int) -> None:
                 COST_CENTRE_DIMENSION, code, description, active, site, now)
         for code, description, rate, active in TAX_CODES:
             tables.tax_codes[code] = TaxCode(code, description, rate, OUTPUT_VAT_ACCOUNT, active, now)
+        for code, description, category, active in INVOICE_TYPES:
+            tables.invoice_types[code] = SalesInvoiceType(code, description, category, active, now)
         for demo_store in demo_data.STORES:
             name, company = SITE_NAMES.get(demo_store.x3_site, (demo_store.locations[0], demo_store.key.upper()))
             tables.sites[demo_store.x3_site] = Site(demo_store.x3_site, name, company, now)

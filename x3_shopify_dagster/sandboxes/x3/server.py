@@ -34,7 +34,8 @@ class X3Sandbox:
             user=self.config.user, password=self.config.password, client_id=self.config.client_id,
             client_secret=self.config.client_secret, clock=self.config.clock,
             access_ttl_s=self.config.access_token_ttl_s, refresh_ttl_s=self.config.refresh_token_ttl_s,
-            code_ttl_s=self.config.authorization_code_ttl_s)
+            code_ttl_s=self.config.authorization_code_ttl_s, jwt_iat_tolerance_s=self.config.jwt_iat_tolerance_s,
+            jwt_max_validity_s=self.config.jwt_max_validity_s)
         self._runtime = SandboxRuntime(
             config=self.config, auth=self._auth, faults=self.faults, calls=CallLog(), states=self._seeded_states(),
             namespaces={folder: folder_namespace(folder, self.config.seed) for folder in self.config.folders},
@@ -60,8 +61,10 @@ class X3Sandbox:
                 for folder in self.config.folders}
 
     # ------------------------------------------------------------------------------------------ lifecycle
-    def start(self, host: str = "127.0.0.1", port: int = 0, *, ready_timeout_s: float = 10.0) -> X3Sandbox:
-        """Serve on a daemon thread; returns once the server accepts connections."""
+    def start(self, host: str = "127.0.0.1", port: int = 0, *, ready_timeout_s: float = 10.0,
+              ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> X3Sandbox:
+        """Serve on a daemon thread; returns once the server accepts connections. With a certificate and key
+        it serves https (an on-premise X3 with a private CA, for the TLS tests)."""
         if self._server is not None:
             raise RuntimeError("this sandbox is already started")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -71,7 +74,7 @@ class X3Sandbox:
         self._runtime.pools = self._new_pools()  # asyncio primitives must not outlive a server's loop
         server = uvicorn.Server(uvicorn.Config(
             X3SandboxApp(self._runtime), log_level="warning", access_log=False, lifespan="off",
-            timeout_graceful_shutdown=1, timeout_keep_alive=30))
+            timeout_graceful_shutdown=1, timeout_keep_alive=30, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                                   name=f"x3-sandbox-{self.config.folder}")
         thread.start()
@@ -85,7 +88,8 @@ class X3Sandbox:
         bound_port = sock.getsockname()[1]
         url_host = f"[{host}]" if family == socket.AF_INET6 else host
         self._server, self._thread = server, thread
-        self._base_url = f"http://{url_host}:{bound_port}"
+        scheme = "https" if ssl_certfile else "http"
+        self._base_url = f"{scheme}://{url_host}:{bound_port}"
         return self
 
     def stop(self) -> None:
@@ -154,6 +158,10 @@ class X3Sandbox:
     def token_url(self) -> str:
         return f"{self.base_url}/auth/oauth2/token"
 
+    @property
+    def authorise_url(self) -> str:
+        return f"{self.base_url}/auth/oauth2/authorise"
+
     # ------------------------------------------------------------------------------------------ credentials
     @property
     def basic_credentials(self) -> tuple[str, str]:
@@ -169,6 +177,10 @@ class X3Sandbox:
 
     def expire_access_tokens(self) -> int:
         return self._auth.expire_access_tokens()
+
+    def revoke_refresh_tokens(self) -> int:
+        """An X3 administrator deletes the pairing: every refresh token stops working."""
+        return self._auth.revoke_refresh_tokens()
 
     # ------------------------------------------------------------------------------------------ state
     @property

@@ -25,6 +25,7 @@ from x3_shopify_dagster.sandboxes.x3.records import (
     Invoice,
     Item,
     ProductSiteStock,
+    SalesInvoiceType,
     Site,
     StockMovement,
     TaxCode,
@@ -45,6 +46,7 @@ class Tables:
     accounts: dict[tuple[str, str], GlAccount] = field(default_factory=dict)
     dimensions: dict[tuple[str, str], Dimension] = field(default_factory=dict)
     tax_codes: dict[str, TaxCode] = field(default_factory=dict)
+    invoice_types: dict[str, SalesInvoiceType] = field(default_factory=dict)
     items: dict[str, Item] = field(default_factory=dict)
     sites: dict[str, Site] = field(default_factory=dict)
     invoices: dict[str, Invoice] = field(default_factory=dict)
@@ -143,6 +145,24 @@ class FolderState:
             account = replace(self.tables.accounts[(coa, acc)], active=flag, updated_at=self.now())
             self.tables.accounts[(coa, acc)] = account
             return account
+
+    def set_invoice_type_active(self, code: str, flag: bool) -> SalesInvoiceType:
+        with self.lock:
+            invoice_type = replace(self.tables.invoice_types[code], active=flag, updated_at=self.now())
+            self.tables.invoice_types[code] = invoice_type
+            return invoice_type
+
+    def set_tax_code_active(self, code: str, flag: bool) -> TaxCode:
+        with self.lock:
+            tax_code = replace(self.tables.tax_codes[code], active=flag, updated_at=self.now())
+            self.tables.tax_codes[code] = tax_code
+            return tax_code
+
+    def set_item_active(self, code: str, flag: bool) -> Item:
+        with self.lock:
+            item = replace(self.tables.items[code], active=flag, updated_at=self.now())
+            self.tables.items[code] = item
+            return item
 
     def set_dimension_active(self, die: str, cce: str, flag: bool) -> Dimension:
         with self.lock:

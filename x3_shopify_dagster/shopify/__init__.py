@@ -22,6 +22,7 @@ from x3_shopify_dagster.shopify.errors import (
     ShopifyUserErrors,
     UserError,
 )
+from x3_shopify_dagster.shopify.fulfillments import FulfillmentProbe, FulfillmentReader
 from x3_shopify_dagster.shopify.orders import ChangeProbe, OrderReader, PullStats, orders_search_query
 from x3_shopify_dagster.shopify.retry import RetryPolicy
 
@@ -32,6 +33,8 @@ __all__ = [
     "ChangeProbe",
     "ClientMetrics",
     "CostPacer",
+    "FulfillmentProbe",
+    "FulfillmentReader",
     "GraphQLDocument",
     "GraphQLResponse",
     "MaxCostExceededError",

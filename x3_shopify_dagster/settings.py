@@ -195,8 +195,8 @@ class ConnectorSettings(BaseSettings):
     mapping_path: str | None = Field(default=None, description="YAML mapping of X3 customers to GL accounts etc.")
     x3_snapshot_cron: str = Field(default="*/15 * * * *", description="Refresh of x3_customers and x3_gl_accounts")
     posting_lease_seconds: int = Field(default=900, ge=30, description="Lease of one X3 write (exactly-once)")
-    shopify_fulfillment_orders_page_size: int = Field(default=10, ge=1, le=250)
-    shopify_fulfillments_per_order: int = Field(default=10, ge=1, le=250)
+    shopify_fulfillment_orders_page_size: int = Field(default=5, ge=1, le=250)
+    shopify_fulfillments_per_order: int = Field(default=5, ge=1, le=250)
     # "flag": a fulfilment cancelled after its X3 delivery was validated fails with reason
     # fulfillment_cancelled_after_delivery for a manual customer return. ("return", an automatic X3 customer
     # return, needs a returns publication the connector does not drive yet.)

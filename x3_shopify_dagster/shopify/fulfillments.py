@@ -54,7 +54,7 @@ class FulfillmentReader:
     """Reads the fulfilments of one store whose fulfillment orders changed in a window."""
 
     def __init__(
-        self, client: ShopifyClient, *, page_size: int = 10, fulfillments_per_order: int = 10, lines_page_size: int = 10
+        self, client: ShopifyClient, *, page_size: int = 5, fulfillments_per_order: int = 5, lines_page_size: int = 5
     ) -> None:
         for name, value in (("page_size", page_size), ("fulfillments_per_order", fulfillments_per_order),
                             ("lines_page_size", lines_page_size)):

@@ -21,7 +21,6 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -416,7 +415,3 @@ def waiting_ready(ledger: PostingLedger, store: str) -> list[LedgerRecord]:
             ready.append(record)
     return ready
 
-
-def newest(records: Iterable[LedgerRecord]) -> datetime | None:
-    moments = [r.updated_at for r in records]
-    return max(moments) if moments else None

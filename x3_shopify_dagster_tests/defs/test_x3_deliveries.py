@@ -99,23 +99,30 @@ def test_one_fulfilment_becomes_one_validated_delivery_with_stock_issue_and_cogs
     assert metadata["fulfillments_delivered"] >= 1  # the seeded history fulfils some orders today too
     assert any(row.data["x3_delivery"] for row in metadata["deliveries"].records)
     (delivery,) = _deliveries_for(x3, delivery_reference(STORE, _legacy(fulfillment)))
-    assert delivery.validated and delivery.site == "FR011" and delivery.tracking == "UPS 1Z999"
+    assert delivery.validated
+    assert delivery.site == "FR011"
+    assert delivery.tracking == "UPS 1Z999"
     assert {(line.item, line.quantity) for line in delivery.lines} == {("ESP-GRINDER-01", 2), ("CUP-PORC-6", 2)}
     ledger = runtime.ledger()
     order_record = ledger.get(STORE, RecordKind.ORDER, order)
     assert delivery.invoice_number == order_record.x3_documents["invoice"]
     assert delivery.ship_date == business_day(shop.state.order(order).fulfillments[0].created_at, TZ)  # flows.md §1
     issues = [m for m in x3.state.stock_movements() if m.voucher_number == delivery.number]
-    assert sorted((m.item, m.quantity) for m in issues) == [("CUP-PORC-6", Decimal(-2)), ("ESP-GRINDER-01", Decimal(-2))]
+    expected_issues = [("CUP-PORC-6", Decimal(-2)), ("ESP-GRINDER-01", Decimal(-2))]
+    assert sorted((m.item, m.quantity) for m in issues) == expected_issues
     # X3's stock moved by exactly the issue rows (ours and those of the seeded orders fulfilled today).
     issued = sum(m.quantity for m in x3.state.stock_movements()[movements_before:]
                  if (m.item, m.site) == ("ESP-GRINDER-01", "FR011"))
-    assert issued <= -2 and x3.state.stock("ESP-GRINDER-01", "FR011").physical == stock_before + issued
+    assert issued <= -2
+    assert x3.state.stock("ESP-GRINDER-01", "FR011").physical == stock_before + issued
     cogs = x3.state.gl_entry(delivery.gl_entry)
-    assert cogs is not None and cogs.origin_document == delivery.number
+    assert cogs is not None
+    assert cogs.origin_document == delivery.number
     record = ledger.get(STORE, RecordKind.FULFILLMENT, fulfillment)
-    assert record.state is RecordState.DELIVERED and record.x3_documents["delivery"] == delivery.number
-    assert record.source_payload["order_id"] == order and record.source_payload["status"] == "SUCCESS"
+    assert record.state is RecordState.DELIVERED
+    assert record.x3_documents["delivery"] == delivery.number
+    assert record.source_payload["order_id"] == order
+    assert record.source_payload["status"] == "SUCCESS"
     order_record = ledger.get(STORE, RecordKind.ORDER, order)
     assert order_record.state is RecordState.DELIVERED
     assert [d["delivery"] for d in order_record.x3_documents["deliveries"]] == [delivery.number]
@@ -182,8 +189,8 @@ def test_a_crash_between_create_and_record_adopts_the_existing_delivery(
     # A run creates the delivery in X3 and dies before recording the answer: the operation stays in doubt.
     def send_then_crash() -> RemoteResult:
         with runtime.x3_client() as x3_client:
-            x3_client.save("YSDH", {"SDH0_1": {"BPCORD": "FR0001", "STOFCY": "FR011", "SIHNUM": invoice,
-                                               "BPRVCR": reference}, "SDH1_4": [{"ITMREF": "ESP-GRINDER-01", "QTY": "2"}]})
+            header = {"BPCORD": "FR0001", "STOFCY": "FR011", "SIHNUM": invoice, "BPRVCR": reference}
+            x3_client.save("YSDH", {"SDH0_1": header, "SDH1_4": [{"ITMREF": "ESP-GRINDER-01", "QTY": "2"}]})
         raise TimeoutError("connection dropped after the write")
 
     # The crashed run's clock is an hour behind, so its lease has expired for every run after it.

@@ -8,7 +8,12 @@ from x3_shopify_dagster.defs.connection_check import connection_check
 from x3_shopify_dagster.defs.partitions import build_partitions
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
 from x3_shopify_dagster.defs.shopify.assets import build_shopify_orders_asset
+from x3_shopify_dagster.defs.shopify.fulfillments import (
+    build_shopify_fulfillments_asset,
+    build_shopify_fulfillments_sensor,
+)
 from x3_shopify_dagster.defs.shopify.sensors import build_shopify_orders_sensor
+from x3_shopify_dagster.defs.x3.deliveries import build_x3_deliveries_asset
 from x3_shopify_dagster.defs.x3.postings import build_x3_sales_invoices_asset
 from x3_shopify_dagster.defs.x3.sensors import build_master_data_schedule, build_replay_sensor
 from x3_shopify_dagster.defs.x3.snapshots import x3_customers, x3_gl_accounts
@@ -32,12 +37,16 @@ def build_definitions(
             resources={"connector": runtime},
         )
     invoices = build_x3_sales_invoices_asset(partitions, orders)
+    fulfillments = build_shopify_fulfillments_asset(partitions)
+    deliveries = build_x3_deliveries_asset(partitions, fulfillments, invoices)
     return dg.Definitions(
-        assets=[orders, x3_customers, x3_gl_accounts, invoices],
+        assets=[orders, x3_customers, x3_gl_accounts, invoices, fulfillments, deliveries],
         sensors=[
             # One run per changed partition stages its orders, then posts them.
             build_shopify_orders_sensor(orders, settings, downstream=[invoices]),
             build_replay_sensor(invoices, settings),
+            # Fulfilments on their own timestamps: one run per changed partition records them, then delivers them.
+            build_shopify_fulfillments_sensor(fulfillments, deliveries, settings),
         ],
         schedules=[build_master_data_schedule(settings)],
         jobs=[connection_check],

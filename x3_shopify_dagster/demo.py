@@ -9,6 +9,7 @@ sandboxes; the connector itself only ever sees URLs and credentials.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
+from x3_shopify_dagster.sandboxes import demo_data
 from x3_shopify_dagster.sandboxes.shopify import SandboxConfig, ShopifySandbox
 from x3_shopify_dagster.sandboxes.x3 import X3Sandbox, X3SandboxConfig
 
@@ -51,6 +53,10 @@ def demo_environment(
         prefix = f"X3SD_STORES__{store.upper()}__"
         env[prefix + "SHOP_URL"] = shopify.shop_url(store)
         env[prefix + "ACCESS_TOKEN"] = shopify.access_token(store)
+        # Every Shopify location of the demo store ships from the X3 site that serves the store.
+        site = next(demo.x3_site for demo in demo_data.STORES if demo.key == store)
+        locations = {str(location.legacy_id): site for location in shopify.state.store(store).locations}
+        env[prefix + "LOCATION_SITES"] = json.dumps(locations)
     return env
 
 

@@ -63,6 +63,26 @@ class StoreSettings(BaseModel):
     client_id: str | None = Field(default=None, description="App client id (auth_mode oauth, client_credentials)")
     client_secret: SecretStr | None = Field(default=None, description="App client secret (oauth, client_credentials)")
     api_version: str = Field(default=DEFAULT_API_VERSION, description="Admin API version, YYYY-MM")
+    location_sites: dict[str, str] = Field(
+        default_factory=dict,
+        description="Shopify location (legacy id or GID) → X3 stock site (STOFCY) its fulfilments ship from",
+    )
+
+    @field_validator("location_sites")
+    @classmethod
+    def _location_sites(cls, value: dict[str, str]) -> dict[str, str]:
+        """Keys normalised to location GIDs (what fulfilments carry); sites must be X3 codes."""
+        normalised: dict[str, str] = {}
+        for key, site in value.items():
+            location = key.strip()
+            if location.isdigit():
+                location = f"gid://shopify/Location/{location}"
+            if not re.fullmatch(r"gid://shopify/Location/\d+", location):
+                raise ValueError(f"location {key!r} must be a Shopify location id (digits) or its GID")
+            if not re.fullmatch(r"[A-Za-z0-9_]{1,10}", site.strip()):
+                raise ValueError(f"X3 site for location {key!r} must be an X3 site code such as FR011, got {site!r}")
+            normalised[location] = site.strip()
+        return normalised
 
     @field_validator("shop_url")
     @classmethod
@@ -268,6 +288,12 @@ class ConnectorSettings(BaseSettings):
         default=None, validate_default=True, description="Fernet key encrypting the vault (tokens at rest)"
     )
     vault_old_keys: SecretStr | None = Field(default=None, description="Older vault keys (comma-separated), rotation")
+    shopify_fulfillment_orders_page_size: int = Field(default=5, ge=1, le=250)
+    shopify_fulfillments_per_order: int = Field(default=5, ge=1, le=250)
+    # "flag": a fulfilment cancelled after its X3 delivery was validated fails with reason
+    # fulfillment_cancelled_after_delivery for a manual customer return. ("return", an automatic X3 customer
+    # return, needs a returns publication the connector does not drive yet.)
+    fulfillment_cancel_action: Literal["flag"] = Field(default="flag")
 
     @field_validator("stores")
     @classmethod

@@ -25,6 +25,7 @@ from x3_shopify_dagster.shopify.errors import (
     ShopifyUserErrors,
     UserError,
 )
+from x3_shopify_dagster.shopify.fulfillments import FulfillmentProbe, FulfillmentReader
 from x3_shopify_dagster.shopify.oauth import (
     REQUIRED_SCOPES,
     ClientCredentialsAuth,
@@ -47,6 +48,8 @@ __all__ = [
     "ClientCredentialsAuth",
     "ClientMetrics",
     "CostPacer",
+    "FulfillmentProbe",
+    "FulfillmentReader",
     "GraphQLDocument",
     "GraphQLResponse",
     "MaxCostExceededError",

@@ -119,6 +119,23 @@ _ENTERED_FROM: dict[RecordState, frozenset[RecordState]] = {
     RecordState.SKIPPED: frozenset({RecordState.STAGED, RecordState.MATCHED, RecordState.VALIDATED}),
     RecordState.STAGED: frozenset({RecordState.FAILED, RecordState.SKIPPED}),
 }
+# Fulfilment records (one per Shopify fulfilment) have a shorter life: staged (waiting for the order's invoice
+# included) → delivered once their X3 delivery is validated; failed/skipped with a reason; a delivered fulfilment
+# cancelled in Shopify is flagged (failed) for a manual customer return.
+_FULFILLMENT_ENTERED_FROM: dict[RecordState, frozenset[RecordState]] = {
+    RecordState.DELIVERED: frozenset({RecordState.STAGED}),
+    RecordState.FAILED: frozenset({RecordState.STAGED, RecordState.DELIVERED}),
+    RecordState.SKIPPED: frozenset({RecordState.STAGED}),
+    RecordState.STAGED: frozenset({RecordState.FAILED, RecordState.SKIPPED}),
+}
+
+
+def allowed_sources(kind: RecordKind, to: RecordState) -> frozenset[RecordState]:
+    """The states a record of `kind` may enter `to` from."""
+    table = _FULFILLMENT_ENTERED_FROM if kind is RecordKind.FULFILLMENT else _ENTERED_FROM
+    return table.get(to, frozenset())
+
+
 # A newer source version sends a record back to `staged` from these states; later states keep their state
 # (the posting step compares the new content and decides: credit memo, delivery...).
 _RESTAGED_BY_NEW_VERSION = frozenset(
@@ -428,6 +445,18 @@ class PostingLedger:
         """The replayable records of a partition."""
         return self.records(store, partition, kind=kind, states=[RecordState.FAILED])
 
+    def records_in_states(
+        self, store: str, *, kind: RecordKind | str, states: Iterable[RecordState | str]
+    ) -> list[LedgerRecord]:
+        """A store's records of one kind in `states`, whatever their partition (e.g. fulfilments still waiting)."""
+        query = select(_RECORDS).where(
+            _RECORDS.c.store == store,
+            _RECORDS.c.kind == RecordKind(kind).value,
+            _RECORDS.c.state.in_([RecordState(s).value for s in states]),
+        )
+        with self.database.transaction() as connection:
+            return [_record(row) for row in connection.execute(query.order_by(_RECORDS.c.id))]
+
     def partitions_with_failures(
         self, *, store: str | None = None, kind: RecordKind | str = RecordKind.ORDER
     ) -> list[PartitionFailures]:
@@ -523,7 +552,7 @@ class PostingLedger:
             current = _read_record(connection, record_id, for_update=True)
             if expected_revision is not None and current.revision != expected_revision:
                 raise StaleRecord(record_id, expected_revision, current.revision)
-            if current.state not in _ENTERED_FROM[to]:
+            if current.state not in allowed_sources(current.kind, to):
                 raise InvalidTransition(record_id, current.state, to)
             values: dict[str, Any] = {
                 "state": to.value,

@@ -241,6 +241,11 @@ def _recipes(sandbox: ShopifySandbox, client: ShopifyRawClient) -> dict[str, Cal
                                                                "first": 5}),
         "fulfillment_line_items": run("fulfillment_line_items", {
             "id": gid("Fulfillment", fulfilled.fulfillments[0].legacy_id), "first": 10}),
+        "fulfillment_orders_probe": run("fulfillment_orders_probe", {"query": window}),
+        "fulfillment_orders_page": run("fulfillment_orders_page", {
+            "first": 2, "after": None, "query": window, "fulfillmentsFirst": 5, "linesFirst": 5}),
+        "fulfillment_sync_line_items": run("fulfillment_sync_line_items", {
+            "id": gid("Fulfillment", fulfilled.fulfillments[0].legacy_id), "first": 10}),
         "bulk_orders_run": export_completes,
         "bulk_orders_export": export_completes,
         "bulk_operation": lambda: client.data(load_document("bulk_operation").text, {"id": _run_bulk(client)["id"]}),

@@ -80,6 +80,33 @@ def fulfil(order: Order, now: datetime, *, fulfillment_id: int, location_id: int
     return _changed(order, now, fulfillments=(*order.fulfillments, fulfillment))
 
 
+def change_fulfillment(order: Order, now: datetime, fulfillment_id: int, *, cancel: bool = False,
+                       tracking: TrackingInfo | None = None) -> Order:
+    """Cancel a fulfilment or replace its tracking: the fulfilment's ``updatedAt`` moves, the order's does not.
+
+    That is the case the connector must survive (shopify-admin-api.md §5): fulfilment changes that do not bump
+    ``Order.updatedAt``. They show in the fulfilment's own ``updatedAt`` and its fulfilment order's.
+    """
+    target = next((f for f in order.fulfillments if f.legacy_id == fulfillment_id), None)
+    if target is None:
+        raise LifecycleError(f"order {order.name} has no fulfillment {fulfillment_id}")
+    if target.status == "CANCELLED":
+        raise LifecycleError(f"fulfillment {order.name}.{target.sequence} is cancelled")
+    changes: dict[str, object] = {"updated_at": now}
+    if cancel:
+        changes.update(status="CANCELLED", display_status="CANCELED")
+    if tracking is not None:
+        changes["tracking"] = (tracking,)
+        if not cancel and target.display_status == "FULFILLED" and tracking.number:
+            changes["display_status"] = "IN_TRANSIT"
+    changed = dataclasses.replace(target, **changes)  # type: ignore[arg-type]
+    fulfillments = tuple(changed if f.legacy_id == fulfillment_id else f for f in order.fulfillments)
+    reopened = dataclasses.replace(order, fulfillments=fulfillments, version=order.version + 1)
+    if cancel and reopened.closed_at is not None and reopened.cancelled_at is None:
+        reopened = dataclasses.replace(reopened, closed_at=None)  # units to ship again: the order reopens
+    return reopened
+
+
 def refund(order: Order, now: datetime, *, refund_id: int, lines: Sequence[tuple[int, int]] = (),
            shipping: bool | Decimal = False, restock_type: str = "RETURN", location_id: int | None = None,
            note: str | None = None) -> Order:

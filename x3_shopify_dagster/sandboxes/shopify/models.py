@@ -157,6 +157,25 @@ class Order:
     def name(self) -> str:
         return f"#{self.number}"
 
+    @property
+    def fulfillment_order_status(self) -> str:
+        """The status of the order's one fulfilment order (the sandbox ships each order from one location)."""
+        shippable = [line.position for line in self.cart.lines if self.current_quantity(line.position) > 0]
+        shipped = sum(self.fulfilled_quantity(p) for p in shippable)
+        if shippable and all(self.fulfillable_quantity(p) == 0 for p in shippable):
+            return "CLOSED"
+        if self.cancelled_at is not None:
+            return "CLOSED" if shipped else "CANCELLED"
+        return "IN_PROGRESS" if shipped else "OPEN"
+
+    @property
+    def fulfillment_order_updated_at(self) -> datetime:
+        """Moves with every change of the order's fulfilments (created, cancelled, tracking) and cancellation."""
+        moments = [self.created_at, *(f.updated_at for f in self.fulfillments)]
+        if self.cancelled_at is not None:
+            moments.append(self.cancelled_at)
+        return max(moments)
+
     def line_item_id(self, position: int) -> int:
         return self.legacy_id * LINE_ITEM_ID_FACTOR + position
 

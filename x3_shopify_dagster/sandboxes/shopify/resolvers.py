@@ -127,6 +127,15 @@ class FulfillmentView:
         self.order, self.fulfillment = order, fulfillment
 
 
+class FulfillmentOrderView:
+    """The one fulfilment order of a sandbox order (each order ships from its store's default location)."""
+
+    __slots__ = ("order",)
+
+    def __init__(self, order: Order) -> None:
+        self.order = order
+
+
 class FulfillmentLineView:
     __slots__ = ("fulfillment", "index", "order", "position", "quantity")
 
@@ -326,6 +335,36 @@ def resolve_fulfillment(_root: Any, info: GraphQLResolveInfo, id: str) -> Fulfil
     return FulfillmentView(*found) if found else None
 
 
+_FULFILLMENT_ORDER_SEARCH = {
+    "updated_at": SearchField(lambda v: v.order.fulfillment_order_updated_at, "time"),
+    "status": SearchField(lambda v: v.order.fulfillment_order_status),
+    "id": SearchField(lambda v: v.order.legacy_id, "int"),
+}
+_FULFILLMENT_ORDER_SORT_KEYS: dict[str, tuple[Callable[[FulfillmentOrderView], Any], str]] = {
+    "ID": (lambda v: v.order.legacy_id, "int"),
+    "UPDATED_AT": (lambda v: v.order.fulfillment_order_updated_at, "time"),
+}
+_CLOSED_FULFILLMENT_ORDER_STATES = ("CLOSED", "CANCELLED")
+
+
+def resolve_fulfillment_orders(_root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+    """``fulfillmentOrders(query: "updated_at:>=…", sortKey: UPDATED_AT, includeClosed:)``: its own timestamps."""
+    ctx = _ctx(info)
+    value_of, value_kind = _FULFILLMENT_ORDER_SORT_KEYS[args.get("sortKey") or "ID"]
+    include_closed = bool(args.get("includeClosed"))
+
+    def page_of() -> Page:
+        search = compile_search(args.get("query"), _FULFILLMENT_ORDER_SEARCH, tz=ctx.state.timezone(ctx.store),
+                                now=ctx.state.now(), what="fulfillmentOrders")
+        views = [FulfillmentOrderView(order) for order in ctx.state.orders(ctx.store)
+                 if include_closed or order.fulfillment_order_status not in _CLOSED_FULFILLMENT_ORDER_STATES]
+        ordered = sorted(views, key=lambda v: (value_of(v), v.order.legacy_id))
+        keys = [(value_of(v), v.order.legacy_id) for v in ordered]
+        return paginate(ordered, keys, page_request(args, value_kind, bulk=_is_bulk(info)), search.matches)
+
+    return _root_page(info, page_of)
+
+
 def _lookup_node(info: GraphQLResolveInfo, node_id: str) -> Any:
     """``node(id:)``: the object behind a GID of this store, or None."""
     ctx = _ctx(info)
@@ -380,6 +419,7 @@ _NODE_TYPES: dict[type, str] = {
     Customer: "Customer", Location: "Location", ProductView: "Product", Variant: "ProductVariant",
     InventoryItemView: "InventoryItem", InventoryLevelView: "InventoryLevel", BulkOperation: "BulkOperation",
     RefundShippingView: "RefundShippingLine", FulfillmentLineView: "FulfillmentLineItem",
+    FulfillmentOrderView: "FulfillmentOrder",
     inventory.AdjustmentGroup: "InventoryAdjustmentGroup",
 }
 
@@ -705,6 +745,25 @@ FULFILLMENT = {
     "deliveredAt": lambda v, _i: v.fulfillment.delivered_at,
     "trackingInfo": lambda v, _i, first=None: _limited(list(v.fulfillment.tracking), first),
     "fulfillmentLineItems": _fulfillment_lines,
+    "order": lambda v, _i: v.order,
+}
+
+
+def _fulfillment_order_fulfillments(view: FulfillmentOrderView, info: GraphQLResolveInfo, **args: Any) -> Any:
+    fulfillments = view.order.fulfillments
+    return _connection(info, [FulfillmentView(view.order, f) for f in fulfillments],
+                       [f.legacy_id for f in fulfillments], args)
+
+
+FULFILLMENT_ORDER = {
+    "id": lambda v, _i: gid("FulfillmentOrder", v.order.legacy_id),
+    "status": lambda v, _i: v.order.fulfillment_order_status,
+    "createdAt": lambda v, _i: v.order.created_at,
+    "updatedAt": lambda v, _i: v.order.fulfillment_order_updated_at,
+    "orderId": lambda v, _i: gid("Order", v.order.legacy_id),
+    "orderName": lambda v, _i: v.order.name,
+    "order": lambda v, _i: v.order,
+    "fulfillments": _fulfillment_order_fulfillments,
 }
 
 FULFILLMENT_LINE_ITEM = {
@@ -828,6 +887,7 @@ RESOLVERS: dict[str, dict[str, Resolver]] = {
         "locations": resolve_locations, "bulkOperation": resolve_bulk_operation, "node": resolve_node,
         "nodes": resolve_nodes, "refund": resolve_refund, "fulfillment": resolve_fulfillment,
         "currentAppInstallation": resolve_current_app_installation,
+        "fulfillmentOrders": resolve_fulfillment_orders,
     },
     "Mutation": {"bulkOperationRunQuery": resolve_bulk_run_query, "bulkOperationCancel": resolve_bulk_cancel,
                  "inventorySetQuantities": resolve_inventory_set_quantities},
@@ -836,7 +896,8 @@ RESOLVERS: dict[str, dict[str, Resolver]] = {
     "DiscountCodeApplication": DISCOUNT_APPLICATION, "AutomaticDiscountApplication": DISCOUNT_APPLICATION,
     "ManualDiscountApplication": DISCOUNT_APPLICATION, "DiscountApplication": DISCOUNT_APPLICATION,
     "Refund": REFUND, "RefundLineItem": REFUND_LINE_ITEM, "RefundShippingLine": REFUND_SHIPPING_LINE,
-    "Fulfillment": FULFILLMENT, "FulfillmentLineItem": FULFILLMENT_LINE_ITEM, "Location": LOCATION,
+    "Fulfillment": FULFILLMENT, "FulfillmentOrder": FULFILLMENT_ORDER,
+    "FulfillmentLineItem": FULFILLMENT_LINE_ITEM, "Location": LOCATION,
     "Product": PRODUCT, "ProductVariant": PRODUCT_VARIANT, "InventoryItem": INVENTORY_ITEM,
     "InventoryLevel": INVENTORY_LEVEL, "BulkOperation": BULK_OPERATION,
     "InventoryAdjustmentGroup": INVENTORY_ADJUSTMENT_GROUP, "InventoryChange": INVENTORY_CHANGE,

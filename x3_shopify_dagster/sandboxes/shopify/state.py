@@ -304,6 +304,33 @@ class SandboxState:
         self._change(order_id, change)
         return gid("Fulfillment", fulfillment_id)
 
+    def cancel_fulfillment(self, fulfillment_id: str | int) -> None:
+        """Cancel a fulfilment (``fulfillmentCancel``): its units are committed again; ``Order.updatedAt`` stays."""
+        self._change_fulfillment(fulfillment_id, cancel=True)
+
+    def update_tracking(self, fulfillment_id: str | int, tracking: TrackingInfo | tuple[str, str, str]) -> None:
+        """Replace a fulfilment's tracking (``fulfillmentTrackingInfoUpdate``); ``Order.updatedAt`` stays."""
+        info = TrackingInfo(*tracking) if isinstance(tracking, tuple) else tracking
+        self._change_fulfillment(fulfillment_id, tracking=info)
+
+    def _change_fulfillment(self, fulfillment_id: str | int, *, cancel: bool = False,
+                            tracking: TrackingInfo | None = None) -> None:
+        legacy_id = parse_gid(fulfillment_id, "Fulfillment")
+        with self._lock:
+            owner = next((s.fulfillment_owner[legacy_id] for s in self._stores.values()
+                          if legacy_id is not None and legacy_id in s.fulfillment_owner), None)
+            if owner is None or legacy_id is None:
+                raise KeyError(f"no sandbox fulfillment {fulfillment_id!r}")
+            order = self.order(owner)
+            changed = lifecycle.change_fulfillment(order, self.now(), legacy_id, cancel=cancel, tracking=tracking)
+            if cancel:
+                fulfillment = next(f for f in order.fulfillments if f.legacy_id == legacy_id)
+                for part in fulfillment.lines:
+                    item = order.cart.lines[part.line_position].item.inventory_item_id
+                    if item is not None and fulfillment.location_id is not None:
+                        self.adjust_inventory(order.store, item, fulfillment.location_id, {"committed": part.quantity})
+            self._put(changed)
+
     def refund(self, order_id: str | int, lines: Sequence[tuple[str | int, int]] = (), *,
                shipping: bool | Decimal = False, restock_type: str = "RETURN", note: str | None = None) -> str:
         """Refund (line item GID or position, quantity) pairs and/or shipping (True: all, or an amount)."""

@@ -44,6 +44,27 @@ class StoreSettings(BaseModel):
     shop_url: str = Field(description="The store's own https://{shop}.myshopify.com address")
     access_token: SecretStr = Field(description="Admin API access token (offline token)")
     api_version: str = Field(default=DEFAULT_API_VERSION, description="Admin API version, YYYY-MM")
+    locations: dict[str, str] = Field(
+        default_factory=dict,
+        description="X3 stock site (FCY) -> Shopify location GID whose stock level follows it",
+    )
+
+    @field_validator("locations")
+    @classmethod
+    def _locations(cls, value: dict[str, str]) -> dict[str, str]:
+        # Environment keys arrive lower-cased; X3 site codes are upper case.
+        normalised: dict[str, str] = {}
+        for site, location in value.items():
+            code = site.strip().upper()
+            if not re.fullmatch(r"[A-Z0-9_]{1,30}", code):
+                raise ValueError(f"X3 site code {site!r} must be letters, digits or underscore (e.g. FR011)")
+            if not re.fullmatch(r"gid://shopify/Location/\d+", location.strip()):
+                raise ValueError(
+                    f"the location of site {code} must be a Shopify location GID such as "
+                    f"gid://shopify/Location/123456789, got {location!r}"
+                )
+            normalised[code] = location.strip()
+        return normalised
 
     @field_validator("shop_url")
     @classmethod
@@ -175,6 +196,19 @@ class ConnectorSettings(BaseSettings):
     mapping_path: str | None = Field(default=None, description="YAML mapping of X3 customers to GL accounts etc.")
     x3_snapshot_cron: str = Field(default="*/15 * * * *", description="Refresh of x3_customers and x3_gl_accounts")
     posting_lease_seconds: int = Field(default=900, ge=30, description="Lease of one X3 write (exactly-once)")
+    # Stock sync (X3 stock -> Shopify levels, flows.md §4)
+    stock_sensor_interval_seconds: int = Field(default=30, ge=5, description="Interval of x3_stock_sensor")
+    stock_quantity_name: Literal["on_hand", "available"] = Field(
+        default="on_hand", description="The Shopify quantity X3's stock sets"
+    )
+    stock_transaction_types: list[int] = Field(
+        default_factory=lambda: [2, 3, 4],
+        description="X3 stock journal transaction types (STOJOU.TRSTYP, local menu 704) that move sellable stock",
+    )
+    stock_overlap_seconds: int = Field(default=120, ge=0, le=24 * 3600)
+    stock_safety_lag_seconds: int = Field(default=2, ge=0, le=3600)
+    stock_reason: str = Field(default="correction", description="inventorySetQuantities reason")
+    stock_stale_retries: int = Field(default=3, ge=0, le=10)
 
     @field_validator("stores")
     @classmethod

@@ -42,7 +42,15 @@ from x3_shopify_dagster.x3.errors import (
     X3TransportError,
 )
 from x3_shopify_dagster.x3.metrics import X3ClientMetrics
-from x3_shopify_dagster.x3.models import X3Customer, X3DeliveryRef, X3Dimension, X3GlAccount, X3InvoiceRef
+from x3_shopify_dagster.x3.models import (
+    X3Customer,
+    X3DeliveryRef,
+    X3Dimension,
+    X3GlAccount,
+    X3InvoiceRef,
+    X3ItemSiteStock,
+    X3StockMovement,
+)
 from x3_shopify_dagster.x3.sdata import Where
 from x3_shopify_dagster.x3.soap import SoapResult
 
@@ -76,6 +84,7 @@ __all__ = [
     "X3GlAccount",
     "X3HttpError",
     "X3InvoiceRef",
+    "X3ItemSiteStock",
     "X3OutcomeUnknownError",
     "X3ProtocolError",
     "X3Publications",
@@ -84,6 +93,7 @@ __all__ = [
     "X3Representations",
     "X3ServiceBusyError",
     "X3SoapFault",
+    "X3StockMovement",
     "X3Timeouts",
     "X3TransientDiagnosisError",
     "X3TransportError",

@@ -8,6 +8,11 @@ from x3_shopify_dagster.defs.partitions import build_partitions
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
 from x3_shopify_dagster.defs.shopify.assets import build_shopify_orders_asset
 from x3_shopify_dagster.defs.shopify.sensors import build_shopify_orders_sensor
+from x3_shopify_dagster.defs.stock import (
+    build_shopify_inventory_levels_asset,
+    build_x3_stock_movements_asset,
+    build_x3_stock_sensor,
+)
 from x3_shopify_dagster.defs.x3.postings import build_x3_sales_invoices_asset
 from x3_shopify_dagster.defs.x3.sensors import build_master_data_schedule, build_replay_sensor
 from x3_shopify_dagster.defs.x3.snapshots import x3_customers, x3_gl_accounts
@@ -30,12 +35,16 @@ def build_definitions(
             resources={"connector": runtime},
         )
     invoices = build_x3_sales_invoices_asset(partitions, orders)
+    stock_movements = build_x3_stock_movements_asset(partitions)
+    inventory_levels = build_shopify_inventory_levels_asset(partitions, stock_movements)
     return dg.Definitions(
-        assets=[orders, x3_customers, x3_gl_accounts, invoices],
+        assets=[orders, x3_customers, x3_gl_accounts, invoices, stock_movements, inventory_levels],
         sensors=[
             # One run per changed partition stages its orders, then posts them.
             build_shopify_orders_sensor(orders, settings, downstream=[invoices]),
             build_replay_sensor(invoices, settings),
+            # One run per (day, store) whose mapped sites moved in X3: stage the movements, then set the levels.
+            build_x3_stock_sensor(stock_movements, inventory_levels, settings),
         ],
         schedules=[build_master_data_schedule(settings)],
         resources={"connector": runtime},

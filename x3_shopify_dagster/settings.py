@@ -209,6 +209,8 @@ class ConnectorSettings(BaseSettings):
     stock_safety_lag_seconds: int = Field(default=2, ge=0, le=3600)
     stock_reason: str = Field(default="correction", description="inventorySetQuantities reason")
     stock_stale_retries: int = Field(default=3, ge=0, le=10)
+    # Longer than the Shopify client's longest call with its retries (120 s budget + a 30 s timeout).
+    stock_lease_seconds: int = Field(default=300, ge=60, description="Lease of one Shopify inventory write")
 
     @field_validator("stores")
     @classmethod

@@ -15,6 +15,7 @@ from x3_shopify_dagster.settings import ConnectorSettings, load_settings
 from x3_shopify_dagster.shopify import OrderReader, ShopifyClient
 from x3_shopify_dagster.storage import ConnectorDatabase, OrderStaging, X3SnapshotStore
 from x3_shopify_dagster.storage.ledger import PostingLedger
+from x3_shopify_dagster.storage.stock import StockStore
 from x3_shopify_dagster.x3 import BasicAuth, EncryptedFileTokenStore, OAuth2Auth, X3Client
 
 
@@ -35,6 +36,9 @@ class ConnectorRuntime:
         self.clock = clock
         self._database: ConnectorDatabase | None = None
         self._lock = threading.Lock()
+        # Called with a store key before the stock sync reads the pending fulfilled quantities, to bring the
+        # fulfilment records up to date first (wired to the fulfilment refresh; None: use the ledger as it is).
+        self.refresh_pending: Callable[[str], None] | None = None
 
     @property
     def settings(self) -> ConnectorSettings:
@@ -76,6 +80,9 @@ class ConnectorRuntime:
         if not path:
             raise ValueError("X3SD_MAPPING_PATH is not set: point it at the YAML mapping (see docs/mapping.md)")
         return load_mapping(path)
+
+    def stock_store(self) -> StockStore:
+        return StockStore(self.database)
 
     def snapshots(self) -> X3SnapshotStore:
         return X3SnapshotStore(self.database)

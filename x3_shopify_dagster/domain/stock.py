@@ -28,7 +28,7 @@ class StockTarget:
 
 
 def sellable_quantity(x3_physical: Decimal, pending_fulfilled: int) -> StockTarget:
-    """X3 physical stock − pending fulfilled units, floored to a whole unit and clamped at zero.
+    """X3 physical stock - pending fulfilled units, floored to a whole unit and clamped at zero.
 
     Shopify quantities are whole units; a fraction of a unit in X3 (a stock unit conversion, a partial count)
     cannot be sold, so it is rounded down. A negative result (more fulfilled than X3 holds, e.g. X3 allows

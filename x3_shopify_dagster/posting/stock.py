@@ -10,7 +10,7 @@ For one store:
 2. Read X3's authoritative stock (ITMMVT) for the moved pairs: never a running sum of movement deltas.
 3. Map each X3 item to a Shopify inventory item by SKU (persisted; zero or several matches fail with a reason,
    never a guess) and each site to the store's location (configuration).
-4. Read Shopify's current quantity, compute X3 physical − pending (floored, ≥ 0), and set what differs with
+4. Read Shopify's current quantity, compute X3 physical - pending (floored, ≥ 0), and set what differs with
    `inventorySetQuantities` (≤ 250 per call, `changeFromQuantity` = what was read), exactly once through
    `run_exactly_once`. CHANGE_FROM_QUANTITY_STALE (something moved Shopify in between) re-reads and retries.
 5. Record one audit row per (item, location): set, unchanged or failed with reason.

@@ -202,7 +202,7 @@ class StockStore:
                 batch = rows[start:start + 500]
                 statement = dialect_insert(connection, stock_movements).values(batch)
                 statement = statement.on_conflict_do_nothing(index_elements=["movement_key"])
-                new += connection.execute(statement.returning(stock_movements.c.id)).rowcount or 0
+                new += len(connection.execute(statement.returning(stock_movements.c.id)).all())
         return MovementCounts(new=new, already_staged=len(rows) - new)
 
     def movements(

@@ -1,4 +1,4 @@
-"""The stock formula (flows.md §4: quantity pushed = X3 physical − pending fulfilled, never overselling)."""
+"""The stock formula (flows.md §4: quantity pushed = X3 physical - pending fulfilled, never overselling)."""
 
 from __future__ import annotations
 

@@ -366,6 +366,13 @@ class SandboxState:
         return positions
 
     # -- inventory -----------------------------------------------------------------------------------------
+    def add_product(self, store_key: str, sku: str, title: str, *, price: Decimal = Decimal("1.00"),
+                    on_hand: int = 0) -> int:
+        """One more product (single variant) stocked at every location; returns its inventory item id."""
+        product = demo_data.DemoProduct(sku, title, price, price, Decimal(0), sku)
+        with self._lock:
+            return add_listing(self.store(store_key), self._ids, product, self.now(), on_hand).inventory_item_id
+
     def inventory_level(self, store_key: str, inventory_item_id: int, location_id: int) -> InventoryLevel | None:
         return self.store(store_key).inventory.get((inventory_item_id, location_id))
 

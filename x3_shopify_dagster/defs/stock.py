@@ -104,7 +104,7 @@ def build_x3_stock_movements_asset(partitions_def: dg.PartitionsDefinition) -> d
                     continue
                 rows.append(_movement_row(movement, settings.partition_timezone))
             calls = x3.metrics.snapshot()["total_calls"]
-        counts = connector.stock_store().stage_movements(rows, run_id=context.run_id)
+        counts = connector.stock_store().stage_movements(rows, run_id=context.run.run_id)
         context.log.info("Stock movements %s %s in [%s, %s): %s read, %s counted, %s new", store, day,
                          window.start, window.end, read, len(rows), counts.new)
         return dg.MaterializeResult(metadata={
@@ -202,7 +202,7 @@ def build_shopify_inventory_levels_asset(
                 pusher = StockPusher(
                     ledger=connector.ledger(), stock_store=connector.stock_store(), x3=x3,
                     inventory=InventoryGateway(client), store=store, locations=store_settings.locations,
-                    owner=context.run_id, quantity_name=settings.stock_quantity_name, reason=settings.stock_reason,
+                    owner=context.run.run_id, quantity_name=settings.stock_quantity_name, reason=settings.stock_reason,
                     lease_s=settings.stock_lease_seconds, stale_retries=settings.stock_stale_retries,
                     refresh_pending=connector.refresh_pending,
                 )

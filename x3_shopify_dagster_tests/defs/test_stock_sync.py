@@ -122,7 +122,8 @@ def test_receipt_to_sensor_to_assets_sets_x3_stock_minus_pending(
     physical = fresh_x3_sandbox.state.stock("CUP-PORC-6", SITE).physical
     assert _level(fresh_shopify_sandbox, "CUP-PORC-6") == int(physical) - 3
     staged = metadata[MOVEMENTS_ASSET_NAME]
-    assert staged["movements_counted"] == 2 and staged["movements_staged"] == 2
+    assert staged["movements_counted"] == 2
+    assert staged["movements_staged"] == 2
     levels = metadata[LEVELS_ASSET_NAME]
     assert (levels["items_moved"], levels["quantities_set"], levels["unmapped_skus"]) == (2, 1, 1)
     assert levels["unmapped_sku_list"] == "DESCALER-1L"
@@ -130,7 +131,8 @@ def test_receipt_to_sensor_to_assets_sets_x3_stock_minus_pending(
     failures = levels["failures"].records
     assert [(r.data["x3_item"], r.data["reason"]) for r in failures] == [("DESCALER-1L", "sku_not_found")]
     sets = levels["sets"].records
-    assert sets[0].data["to"] == str(int(physical) - 3) and sets[0].data["pending_fulfilled"] == "3"
+    assert sets[0].data["to"] == str(int(physical) - 3)
+    assert sets[0].data["pending_fulfilled"] == "3"
     outcomes = {(r.x3_item, r.outcome) for r in runtime.stock_store().pushes("eu", day)}
     assert outcomes == {("CUP-PORC-6", PushOutcome.SET), ("DESCALER-1L", PushOutcome.FAILED)}
     assert _level(fresh_shopify_sandbox, "CUP-PORC-6", "us") != int(
@@ -154,7 +156,8 @@ def test_sensor_dedupes_the_overlap_and_only_advances_with_its_requests(
     second = _tick(runtime, first.cursor)
     assert len(second.run_requests) == 1
     cursor = StockCursor.parse(second.cursor)
-    assert cursor.watermark is not None and cursor.watermark > StockCursor.parse(first.cursor).watermark
+    assert cursor.watermark is not None
+    assert cursor.watermark > StockCursor.parse(first.cursor).watermark
     assert len(cursor.seen) == 1  # the receipt is inside the overlap the next tick reads again
 
     clock.offset += timedelta(seconds=5)

@@ -51,6 +51,10 @@ def demo_environment(
         prefix = f"X3SD_STORES__{store.upper()}__"
         env[prefix + "SHOP_URL"] = shopify.shop_url(store)
         env[prefix + "ACCESS_TOKEN"] = shopify.access_token(store)
+        # Stock sync: the store's X3 site feeds its first (default) Shopify location.
+        data = shopify.state.store(store)
+        env[f"{prefix}LOCATIONS__{data.demo.x3_site}"] = f"gid://shopify/Location/{data.default_location.legacy_id}"
+    env["X3SD_STOCK_SENSOR_INTERVAL_SECONDS"] = str(sensor_interval_s)
     return env
 
 

@@ -7,13 +7,13 @@ default) with its cursor carried from tick to tick, and each run request it retu
 Dagster instance). What this leaves out: the daemon's own scheduling jitter and the launch of a run process
 (a few seconds per run with the default run launcher; add them to the figures below, or run ``dagster dev``).
 
-Both sandboxes run on loopback ports over real HTTP (X3 and Shopify on the real clock), the connector database
-is a fresh SQLite file. A producer makes ``--receipts`` miscellaneous receipts through the X3 sandbox's admin
-route, spaced uniformly at random in [0, 2 x ``--mean-gap``] seconds, on random demo items at site FR011. A
-watcher polls the Shopify sandbox's levels every 0.1 s: a receipt has propagated once the item's ``on_hand`` at
-the mapped location reaches X3's physical stock right after that receipt (receipts only add stock and nothing
-is pending, so this is monotonic). Latency = that moment - the receipt's HTTP call returning. Prints p50/p95/max
-and writes bench/results/stock_latency.json.
+Both sandboxes run on loopback ports over real HTTP (X3 and Shopify on the real clock), the connector database is a
+fresh SQLite file. Shopify's levels are first set equal to X3's stock (untimed). A producer makes ``--receipts``
+miscellaneous receipts through the X3 sandbox's admin route, spaced uniformly at random in [0, 2 x ``--mean-gap``]
+seconds, on random demo items at site FR011. A watcher polls the Shopify sandbox's levels every 0.1 s: a receipt
+has propagated once the item's ``on_hand`` at the mapped location reaches X3's physical stock right after that
+receipt (receipts only add stock and nothing is pending, so this is monotonic). Latency = that moment - the
+receipt's HTTP call returning. Prints p50/p95/max and writes bench/results/stock_latency.json.
 
     .venv/bin/python bench/bench_stock_latency.py                                  # 20 receipts, 30 s interval
     .venv/bin/python bench/bench_stock_latency.py --receipts 8 --mean-gap 8        # a short run
@@ -52,7 +52,8 @@ from x3_shopify_dagster.settings import ConnectorSettings, StoreSettings, X3Sett
 
 RESULTS = REPO_ROOT / "bench" / "results" / "stock_latency.json"
 SITE = "FR011"
-ITEMS = [p.sku for p in demo_data.PRODUCTS if p.x3_item and p.sku not in {d.sku for d in demo_data.DUPLICATE_SKU_LISTINGS}]
+_AMBIGUOUS = {d.sku for d in demo_data.DUPLICATE_SKU_LISTINGS}
+ITEMS = [p.sku for p in demo_data.PRODUCTS if p.x3_item and p.sku not in _AMBIGUOUS]
 
 
 @dataclass
@@ -156,6 +157,15 @@ def main() -> int:
                                              raise_on_error=False)
                     runs.append({"seconds": time.monotonic() - run_started, "success": outcome.success})
                 stop.wait(max(0.0, args.interval - (time.monotonic() - started)))
+
+        # Set-up, not timed: Shopify starts in step with X3 (as after a first full sync), so a level can only reach a
+        # receipt's figure by being pushed.
+        for item in ITEMS:
+            variant = store.variant_by_sku(item)
+            assert variant is not None
+            gap = int(x3.state.stock(item, SITE).physical) - level(item)
+            shopify.state.adjust_inventory("eu", variant.inventory_item_id, location_id, {"on_hand": gap})
+            assert level(item) == int(x3.state.stock(item, SITE).physical)
 
         # The first tick sets the watermark before any receipt, as a sensor running in production would have.
         threads = [threading.Thread(target=daemon, daemon=True), threading.Thread(target=watch, daemon=True)]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from x3_shopify_dagster.shopify.client import ShopifyClient
@@ -147,7 +146,3 @@ def set_quantities_input(
 ) -> dict[str, Any]:
     return {"name": name, "reason": reason, "referenceDocumentUri": reference_document_uri,
             "quantities": [q.as_input() for q in quantities]}
-
-
-def parse_updated_at(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None

@@ -13,6 +13,11 @@ from x3_shopify_dagster.defs.shopify.fulfillments import (
     build_shopify_fulfillments_sensor,
 )
 from x3_shopify_dagster.defs.shopify.sensors import build_shopify_orders_sensor
+from x3_shopify_dagster.defs.stock import (
+    build_shopify_inventory_levels_asset,
+    build_x3_stock_movements_asset,
+    build_x3_stock_sensor,
+)
 from x3_shopify_dagster.defs.x3.deliveries import build_x3_deliveries_asset
 from x3_shopify_dagster.defs.x3.postings import build_x3_sales_invoices_asset
 from x3_shopify_dagster.defs.x3.sensors import build_master_data_schedule, build_replay_sensor
@@ -39,14 +44,19 @@ def build_definitions(
     invoices = build_x3_sales_invoices_asset(partitions, orders)
     fulfillments = build_shopify_fulfillments_asset(partitions)
     deliveries = build_x3_deliveries_asset(partitions, fulfillments, invoices)
+    stock_movements = build_x3_stock_movements_asset(partitions)
+    inventory_levels = build_shopify_inventory_levels_asset(partitions, stock_movements)
     return dg.Definitions(
-        assets=[orders, x3_customers, x3_gl_accounts, invoices, fulfillments, deliveries],
+        assets=[orders, x3_customers, x3_gl_accounts, invoices, fulfillments, deliveries, stock_movements,
+                inventory_levels],
         sensors=[
             # One run per changed partition stages its orders, then posts them.
             build_shopify_orders_sensor(orders, settings, downstream=[invoices]),
             build_replay_sensor(invoices, settings),
             # Fulfilments on their own timestamps: one run per changed partition records them, then delivers them.
             build_shopify_fulfillments_sensor(fulfillments, deliveries, settings),
+            # One run per (day, store) whose mapped sites moved in X3: stage the movements, then set the levels.
+            build_x3_stock_sensor(stock_movements, inventory_levels, settings),
         ],
         schedules=[build_master_data_schedule(settings)],
         jobs=[connection_check],

@@ -57,6 +57,10 @@ def demo_environment(
         site = next(demo.x3_site for demo in demo_data.STORES if demo.key == store)
         locations = {str(location.legacy_id): site for location in shopify.state.store(store).locations}
         env[prefix + "LOCATION_SITES"] = json.dumps(locations)
+        # Stock sync: the store's X3 site feeds its first (default) Shopify location.
+        data = shopify.state.store(store)
+        env[f"{prefix}LOCATIONS__{data.demo.x3_site}"] = f"gid://shopify/Location/{data.default_location.legacy_id}"
+    env["X3SD_STOCK_SENSOR_INTERVAL_SECONDS"] = str(sensor_interval_s)
     return env
 
 

@@ -84,6 +84,41 @@ class StoreSettings(BaseModel):
             normalised[location] = site.strip()
         return normalised
 
+    locations: dict[str, str] = Field(
+        default_factory=dict,
+        description="X3 stock site (FCY) -> Shopify location GID whose stock level follows it",
+    )
+
+    @field_validator("locations")
+    @classmethod
+    def _locations(cls, value: dict[str, str]) -> dict[str, str]:
+        # Environment keys arrive lower-cased; X3 site codes are upper case.
+        normalised: dict[str, str] = {}
+        for site, location in value.items():
+            code = site.strip().upper()
+            if not re.fullmatch(r"[A-Z0-9_]{1,30}", code):
+                raise ValueError(f"X3 site code {site!r} must be letters, digits or underscore (e.g. FR011)")
+            if not re.fullmatch(r"gid://shopify/Location/\d+", location.strip()):
+                raise ValueError(
+                    f"the location of site {code} must be a Shopify location GID such as "
+                    f"gid://shopify/Location/123456789, got {location!r}"
+                )
+            normalised[code] = location.strip()
+        return normalised
+
+    @model_validator(mode="after")
+    def _derive_site_maps(self) -> StoreSettings:
+        """One map is enough when sites and locations pair one to one: the other is derived from it."""
+        if self.locations and not self.location_sites:
+            self.location_sites = {location: site for site, location in self.locations.items()}
+        elif self.location_sites and not self.locations:
+            by_site: dict[str, list[str]] = {}
+            for location, site in self.location_sites.items():
+                by_site.setdefault(site.upper(), []).append(location)
+            # A site shipping from several locations feeds none of them: which one follows X3 is a choice.
+            self.locations = {site: found[0] for site, found in by_site.items() if len(found) == 1}
+        return self
+
     @field_validator("shop_url")
     @classmethod
     def _shop_url(cls, value: str) -> str:
@@ -294,6 +329,21 @@ class ConnectorSettings(BaseSettings):
     # fulfillment_cancelled_after_delivery for a manual customer return. ("return", an automatic X3 customer
     # return, needs a returns publication the connector does not drive yet.)
     fulfillment_cancel_action: Literal["flag"] = Field(default="flag")
+    # Stock sync (X3 stock -> Shopify levels, flows.md §4)
+    stock_sensor_interval_seconds: int = Field(default=30, ge=5, description="Interval of x3_stock_sensor")
+    stock_quantity_name: Literal["on_hand", "available"] = Field(
+        default="on_hand", description="The Shopify quantity X3's stock sets"
+    )
+    stock_transaction_types: list[int] = Field(
+        default_factory=lambda: [2, 3, 4],
+        description="X3 stock journal transaction types (STOJOU.TRSTYP, local menu 704) that move sellable stock",
+    )
+    stock_overlap_seconds: int = Field(default=120, ge=0, le=24 * 3600)
+    stock_safety_lag_seconds: int = Field(default=2, ge=0, le=3600)
+    stock_reason: str = Field(default="correction", description="inventorySetQuantities reason")
+    stock_stale_retries: int = Field(default=3, ge=0, le=10)
+    # Longer than the Shopify client's longest call with its retries (120 s budget + a 30 s timeout).
+    stock_lease_seconds: int = Field(default=300, ge=60, description="Lease of one Shopify inventory write")
 
     @field_validator("stores")
     @classmethod

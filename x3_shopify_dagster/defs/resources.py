@@ -24,6 +24,7 @@ from x3_shopify_dagster.shopify.oauth import (
 )
 from x3_shopify_dagster.storage import ConnectorDatabase, OrderStaging, X3SnapshotStore
 from x3_shopify_dagster.storage.ledger import PostingLedger
+from x3_shopify_dagster.storage.stock import StockStore
 from x3_shopify_dagster.storage.vault import Vault, VaultKeys
 from x3_shopify_dagster.storage.vault_token_stores import VaultShopifyTokenStore, VaultTokenStore
 from x3_shopify_dagster.x3 import (
@@ -60,6 +61,9 @@ class ConnectorRuntime:
         install_log_redaction()
         if settings is not None:
             register_settings_secrets(settings)
+        # Called with a store key before the stock sync reads the pending fulfilled quantities, to bring the
+        # fulfilment records up to date first (wired to the fulfilment refresh; None: use the ledger as it is).
+        self.refresh_pending: Callable[[str], None] | None = None
 
     @property
     def settings(self) -> ConnectorSettings:
@@ -134,6 +138,9 @@ class ConnectorRuntime:
         if not path:
             raise ValueError("X3SD_MAPPING_PATH is not set: point it at the YAML mapping (see docs/mapping.md)")
         return load_mapping(path)
+
+    def stock_store(self) -> StockStore:
+        return StockStore(self.database)
 
     def snapshots(self) -> X3SnapshotStore:
         return X3SnapshotStore(self.database)

@@ -93,6 +93,19 @@ PRODUCTS: tuple[DemoProduct, ...] = (
     DemoProduct("GIFT-WRAP", "Gift wrapping", Decimal("3.50"), Decimal("3.99"), Decimal("0.40"), None),
 )
 
+# Stock sync (X3 item code = Shopify SKU): an item X3 stocks but the shops do not sell, so its stock movements
+# fail with `sku_not_found`...
+X3_ONLY_ITEMS: tuple[DemoProduct, ...] = (
+    DemoProduct("DESCALER-1L", "Descaler 1 l (workshop use)", Decimal("0"), Decimal("0"), Decimal("7.60"),
+                "DESCALER-1L"),
+)
+# ...and a second Shopify listing carrying an existing SKU, so that SKU's stock fails with `sku_ambiguous` (never
+# guessed). Added to each shop after its seeded order history, which therefore does not change.
+DUPLICATE_SKU_LISTINGS: tuple[DemoProduct, ...] = (
+    DemoProduct("BEANS-DECAF-1KG", "Decaf beans 1 kg (old listing)", Decimal("26.30"), Decimal("28.90"),
+                Decimal("10.40"), "BEANS-DECAF-1KG"),
+)
+
 
 def store(key: str) -> DemoStore:
     for candidate in STORES:

@@ -2,6 +2,7 @@
 ledger later. Knows nothing of Dagster."""
 
 from x3_shopify_dagster.storage import ledger_schema as _ledger_schema  # noqa: F401  (registers tables)
+from x3_shopify_dagster.storage import stock as _stock  # noqa: F401  (registers tables)
 from x3_shopify_dagster.storage.database import ConnectorDatabase
 from x3_shopify_dagster.storage.order_staging import (
     OrderStaging,

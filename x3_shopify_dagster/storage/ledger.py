@@ -457,6 +457,15 @@ class PostingLedger:
         with self.database.transaction() as connection:
             return [_record(row) for row in connection.execute(query.order_by(_RECORDS.c.id))]
 
+    def latest_source_update(self, store: str, kind: RecordKind | str) -> datetime | None:
+        """The newest source `updatedAt` the ledger holds for a store's records of one kind (a polling floor)."""
+        query = select(func.max(_RECORDS.c.source_updated_at)).where(
+            _RECORDS.c.store == store, _RECORDS.c.kind == RecordKind(kind).value
+        )
+        with self.database.transaction() as connection:
+            latest = connection.execute(query).scalar()
+        return latest.replace(tzinfo=UTC) if latest is not None and latest.tzinfo is None else latest
+
     def partitions_with_failures(
         self, *, store: str | None = None, kind: RecordKind | str = RecordKind.ORDER
     ) -> list[PartitionFailures]:

@@ -43,7 +43,15 @@ from x3_shopify_dagster.x3.errors import (
     X3TransportError,
 )
 from x3_shopify_dagster.x3.metrics import X3ClientMetrics
-from x3_shopify_dagster.x3.models import X3Customer, X3DeliveryRef, X3Dimension, X3GlAccount, X3InvoiceRef
+from x3_shopify_dagster.x3.models import (
+    X3Customer,
+    X3DeliveryRef,
+    X3Dimension,
+    X3GlAccount,
+    X3InvoiceRef,
+    X3ItemSiteStock,
+    X3StockMovement,
+)
 from x3_shopify_dagster.x3.sdata import Where
 from x3_shopify_dagster.x3.soap import SoapResult
 
@@ -78,6 +86,7 @@ __all__ = [
     "X3GlAccount",
     "X3HttpError",
     "X3InvoiceRef",
+    "X3ItemSiteStock",
     "X3OutcomeUnknownError",
     "X3ProtocolError",
     "X3Publications",
@@ -86,6 +95,7 @@ __all__ = [
     "X3Representations",
     "X3ServiceBusyError",
     "X3SoapFault",
+    "X3StockMovement",
     "X3Timeouts",
     "X3TransientDiagnosisError",
     "X3TransportError",

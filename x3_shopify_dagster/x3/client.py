@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -26,6 +26,8 @@ from x3_shopify_dagster.x3.models import (
     X3Dimension,
     X3GlAccount,
     X3InvoiceRef,
+    X3ItemSiteStock,
+    X3StockMovement,
     text,
 )
 from x3_shopify_dagster.x3.rest import Api1Reader
@@ -204,6 +206,41 @@ class X3Client:
             where = where & Where.lt(timestamp_field, until)
         ordering = order_by(timestamp_field, *key_fields)
         return self.query(cls, representation, where=where, order_by=ordering, count=self.config.page_size)
+
+    # -- stock ------------------------------------------------------------------------------------------
+    def stock_movements_changed(
+        self, since: datetime, until: datetime | None = None
+    ) -> Iterator[X3StockMovement]:
+        """Stock journal rows updated in [since, until), oldest first then by key (flows.md §6).
+
+        The lower bound is inclusive: callers overlap their windows and dedupe on `X3StockMovement.key`.
+        """
+        ref = self.config.representations.stock_journal
+        rows = self.changed_since(
+            ref.cls, ref.representation, since, until=until,
+            key_fields=("STOFCY", "VCRTYP", "VCRNUM", "VCRLIN", "MVTSEQ"),
+        )
+        for row in rows:
+            yield X3StockMovement.from_row(row)
+
+    def stock_by_item_site(
+        self, pairs: Iterable[tuple[str, str]], *, batch_size: int = 50
+    ) -> dict[tuple[str, str], X3ItemSiteStock]:
+        """X3's authoritative stock (ITMMVT) per (item, site), read for these pairs only.
+
+        A pair X3 has no ITMMVT row for is absent from the result (nothing was ever stocked there: zero).
+        """
+        wanted = sorted(set(pairs))
+        ref = self.config.representations.stock_by_item_site
+        found: dict[tuple[str, str], X3ItemSiteStock] = {}
+        for start in range(0, len(wanted), batch_size):
+            batch = wanted[start : start + batch_size]
+            where = Where.any_of(Where.eq("ITMREF", item) & Where.eq("STOFCY", site) for item, site in batch)
+            for row in self._query_ref(ref, where=where, order_by=order_by("ITMREF", "STOFCY")):
+                stock = X3ItemSiteStock.from_row(row)
+                if (stock.item, stock.site) in batch:
+                    found[(stock.item, stock.site)] = stock
+        return found
 
     # -- SOAP writes and reads ----------------------------------------------------------------------------
     def _encode(self, payload: Mapping[str, Any]) -> str:

@@ -192,3 +192,61 @@ class X3Dimension(_Model):
             enabled=integer(row, "ENAFLG") == 2,
             site=text(row, "FCY"),
         )
+
+
+class X3StockMovement(_Model):
+    """One stock journal (STOJOU) row: a receipt, an issue, a delivery, an adjustment..."""
+
+    site: str  # STOFCY
+    item: str  # ITMREF
+    voucher_type: int  # VCRTYP
+    voucher: str  # VCRNUM
+    voucher_line: int  # VCRLIN
+    sequence: int  # MVTSEQ
+    transaction_type: int  # TRSTYP
+    quantity: Decimal  # QTYSTU, signed (issues are negative)
+    posting_date: date | None  # IPTDAT
+    updated_at: datetime  # UPDDATTIM
+
+    @property
+    def key(self) -> str:
+        """The movement's identity in X3 (STOFCY, VCRTYP, VCRNUM, VCRLIN, MVTSEQ): what overlapping reads dedupe on."""
+        return f"{self.site}|{self.voucher_type}|{self.voucher}|{self.voucher_line}|{self.sequence}"
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> X3StockMovement:
+        updated = x3_datetime(row, "UPDDATTIM")
+        if updated is None:
+            raise ValueError(f"stock journal row {text(row, 'VCRNUM')} has no UPDDATTIM")
+        return cls(
+            site=text(row, "STOFCY"),
+            item=text(row, "ITMREF"),
+            voucher_type=integer(row, "VCRTYP"),
+            voucher=text(row, "VCRNUM"),
+            voucher_line=integer(row, "VCRLIN"),
+            sequence=integer(row, "MVTSEQ"),
+            transaction_type=integer(row, "TRSTYP"),
+            quantity=decimal(row, "QTYSTU"),
+            posting_date=x3_date(row, "IPTDAT"),
+            updated_at=updated,
+        )
+
+
+class X3ItemSiteStock(_Model):
+    """Product-site totals (ITMMVT): X3's authoritative stock of one item at one site."""
+
+    item: str  # ITMREF
+    site: str  # STOFCY
+    physical: Decimal  # PHYSTO
+    allocated: Decimal  # SALSTO
+    updated_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> X3ItemSiteStock:
+        return cls(
+            item=text(row, "ITMREF"),
+            site=text(row, "STOFCY"),
+            physical=decimal(row, "PHYSTO"),
+            allocated=decimal(row, "SALSTO"),
+            updated_at=x3_datetime(row, "UPDDATTIM"),
+        )

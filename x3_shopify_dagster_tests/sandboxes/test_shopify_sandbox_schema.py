@@ -225,7 +225,20 @@ def _recipes(sandbox: ShopifySandbox, client: ShopifyRawClient) -> dict[str, Cal
         finally:
             sandbox.bulk.pace_s, sandbox.bulk.chunk_size = 0.0, 200
 
+    store = sandbox.state.store("eu")
+    variant = store.variant_by_sku("TAMPER-58")
+    assert variant is not None
+    item, location = gid("InventoryItem", variant.inventory_item_id), gid("Location", store.default_location.legacy_id)
+    on_hand = store.inventory[(variant.inventory_item_id, store.default_location.legacy_id)].quantities["on_hand"]
+    set_input = {"name": "on_hand", "reason": "correction", "referenceDocumentUri": "gid://x3-shopify-dagster/T/1",
+                 "quantities": [{"inventoryItemId": item, "locationId": location, "quantity": on_hand + 1,
+                                 "changeFromQuantity": on_hand}]}
+
     return {
+        "variants_by_sku": run("variants_by_sku", {"query": "sku:'TAMPER-58'", "first": 10}),
+        "inventory_levels": run("inventory_levels", {"ids": [item], "locationId": location, "names": ["on_hand"]}),
+        "inventory_set_quantities": run("inventory_set_quantities", {"input": set_input,
+                                                                     "idempotencyKey": "schema-recipe-1"}),
         "shop_info": run("shop_info", {}),
         "access_scopes": run("access_scopes", {}),
         "orders_probe": run("orders_probe", {"query": window}),

@@ -26,7 +26,7 @@ from x3_shopify_dagster.shopify import (
     ShopifyError,
     ShopifyProtocolError,
 )
-from x3_shopify_dagster.storage.ledger import ObserveOutcome
+from x3_shopify_dagster.storage.ledger import ObserveOutcome, RecordKind
 
 FULFILLMENTS_ASSET_NAME = "shopify_fulfillments"
 FULFILLMENTS_SENSOR_NAME = "shopify_fulfillments_sensor"
@@ -40,6 +40,25 @@ def fulfillment_reader(connector: ConnectorRuntime, client: ShopifyClient) -> Fu
         fulfillments_per_order=settings.shopify_fulfillments_per_order,
         lines_page_size=settings.shopify_line_items_page_size,
     )
+
+
+def refresh_fulfillments(connector: ConnectorRuntime, store: str) -> int:
+    """Record the store's fulfilments changed since the newest one the ledger holds, up to now.
+
+    The stock sync calls this right before it reads the pending fulfilled quantities (flows.md §4), so a fulfilment
+    made in Shopify since the fulfilment sensor's last tick is already subtracted: without it, a stock push racing
+    a fulfilment could raise Shopify's level back above the shelf for up to one sensor interval.
+    """
+    settings = connector.settings
+    now = connector.clock()
+    latest = connector.ledger().latest_source_update(store, RecordKind.FULFILLMENT)
+    floor = now - timedelta(hours=settings.sensor_initial_lookback_hours)
+    since = max(floor, latest - timedelta(minutes=settings.shopify_overlap_minutes)) if latest else floor
+    with connector.shopify_client(store) as client:
+        fulfillments = list(fulfillment_reader(connector, client).iter_changed_fulfillments(since, now))
+    observe_fulfillments(connector.ledger(), store, fulfillments, business_timezone=settings.partition_timezone,
+                         run_id=None)
+    return len(fulfillments)
 
 
 def build_shopify_fulfillments_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:

@@ -33,8 +33,8 @@ ACCESS_SCOPES_DOCS = "https://shopify.dev/api/usage/access-scopes"
 # The scope each root field needs (a write scope implies its read scope).
 ROOT_FIELD_SCOPES = {
     "order": "read_orders", "orders": "read_orders", "ordersCount": "read_orders", "refund": "read_orders",
-    "fulfillment": "read_orders",
-    "fulfillmentOrders": "read_merchant_managed_fulfillment_orders", "productVariants": "read_products", "inventoryItems": "read_inventory",
+    "fulfillment": "read_orders", "fulfillmentOrders": "read_merchant_managed_fulfillment_orders",
+    "productVariants": "read_products", "inventoryItems": "read_inventory",
     "inventoryItem": "read_inventory", "locations": "read_locations", "inventorySetQuantities": "write_inventory",
 }
 

@@ -107,6 +107,23 @@ class StoreData:
         return self.locations[0]
 
 
+def add_listing(store: StoreData, ids: IdAllocator, product: demo_data.DemoProduct, now: datetime,
+                on_hand: int = 50) -> Variant:
+    """One more product with one variant, stocked at every location (e.g. a second listing of an existing SKU)."""
+    price = product.price_eur if store.currency == "EUR" else product.price_usd
+    variant = Variant(product_id=ids.next("Product"), variant_id=ids.next("ProductVariant"),
+                      inventory_item_id=ids.next("InventoryItem"), sku=product.sku, title=product.title,
+                      vendor="Acme Coffee Supply", price=price, updated_at=now)
+    store.variants = (*store.variants, variant)
+    for location in store.locations:
+        quantities = dict.fromkeys(QUANTITY_NAMES, 0)
+        quantities["on_hand"] = quantities["available"] = on_hand
+        store.inventory[(variant.inventory_item_id, location.legacy_id)] = InventoryLevel(
+            inventory_item_id=variant.inventory_item_id, location_id=location.legacy_id, quantities=quantities,
+            updated_at=now)
+    return variant
+
+
 def build_store(key: str, ids: IdAllocator, rng: random.Random, now: datetime) -> StoreData:
     demo = demo_data.store(key)
     shop_id = ids.next("Shop")

@@ -16,8 +16,15 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from x3_shopify_dagster.sandboxes import demo_data
 from x3_shopify_dagster.sandboxes.shopify import lifecycle, seed
-from x3_shopify_dagster.sandboxes.shopify.catalog import ON_HAND_PARTS, IdAllocator, StoreData, build_store
+from x3_shopify_dagster.sandboxes.shopify.catalog import (
+    ON_HAND_PARTS,
+    IdAllocator,
+    StoreData,
+    add_listing,
+    build_store,
+)
 from x3_shopify_dagster.sandboxes.shopify.config import SandboxConfig
 from x3_shopify_dagster.sandboxes.shopify.models import (
     BulkOperation,
@@ -110,6 +117,10 @@ class SandboxState:
             for order in seed.seed_history(self._factories[key], config.orders_per_store, now,
                                            config.history_days):
                 self._put(order)
+        # After the history, so the seeded orders are the same with or without them.
+        for key in config.stores:
+            for product in demo_data.DUPLICATE_SKU_LISTINGS:
+                add_listing(self._stores[key], self._ids, product, now)
 
     # -- clock and locking -------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -382,6 +393,13 @@ class SandboxState:
         return positions
 
     # -- inventory -----------------------------------------------------------------------------------------
+    def add_product(self, store_key: str, sku: str, title: str, *, price: Decimal = Decimal("1.00"),
+                    on_hand: int = 0) -> int:
+        """One more product (single variant) stocked at every location; returns its inventory item id."""
+        product = demo_data.DemoProduct(sku, title, price, price, Decimal(0), sku)
+        with self._lock:
+            return add_listing(self.store(store_key), self._ids, product, self.now(), on_hand).inventory_item_id
+
     def inventory_level(self, store_key: str, inventory_item_id: int, location_id: int) -> InventoryLevel | None:
         return self.store(store_key).inventory.get((inventory_item_id, location_id))
 

@@ -20,7 +20,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from x3_shopify_dagster.sandboxes.x3.api1 import Api1Answer, Api1Reader, QueryParams, diagnosis, encode_json
+from x3_shopify_dagster.sandboxes.x3.api1 import (
+    Api1Answer,
+    Api1Reader,
+    QueryParams,
+    diagnosis,
+    encode_json,
+    json_value,
+)
 from x3_shopify_dagster.sandboxes.x3.auth import BASIC_CHALLENGE, Authenticator, OAuthError
 from x3_shopify_dagster.sandboxes.x3.config import X3SandboxConfig
 from x3_shopify_dagster.sandboxes.x3.faults import FaultInjector
@@ -114,6 +121,8 @@ class X3SandboxApp:
             Route(OAUTH_AUTHORISE_PATH, self.authorise, methods=["GET"]),
             Route("/_sandbox/{folder}/customers", self.admin_add_customer, methods=["POST"]),
             Route("/_sandbox/{folder}/accounts", self.admin_account_active, methods=["POST"]),
+            Route("/_sandbox/{folder}/stock-receipts", self.admin_stock_receipt, methods=["POST"]),
+            Route("/_sandbox/{folder}/stock-adjustments", self.admin_stock_adjustment, methods=["POST"]),
             Route("/{path:path}", self.not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ])
 
@@ -373,6 +382,34 @@ class X3SandboxApp:
         except KeyError as exc:
             return _json(diagnosis(400, f"No such account: {exc}"))
         return Response(encode_json({"account": account.account, "active": account.active}), media_type=_JSON)
+
+    async def admin_stock_receipt(self, request: Request) -> Response:
+        """A miscellaneous receipt: {"item", "site", "quantity"} → one STOJOU row, ITMMVT.PHYSTO up."""
+        return await self._stock_movement(request, receipt=True)
+
+    async def admin_stock_adjustment(self, request: Request) -> Response:
+        """A signed adjustment (issue or count correction): {"item", "site", "quantity"}."""
+        return await self._stock_movement(request, receipt=False)
+
+    async def _stock_movement(self, request: Request, *, receipt: bool) -> Response:
+        if (denied := self._authenticate(request, self._target(request))) is not None:
+            return denied
+        state = self.runtime.states.get(request.path_params["folder"])
+        if state is None:
+            return _json(diagnosis(404, f"No such folder: {request.path_params['folder']}"))
+        body = await request.json()
+        try:
+            item, site, quantity = str(body["item"]), str(body["site"]), str(body["quantity"])
+            movement = (state.stock_receipt(item, site, quantity) if receipt
+                        else state.stock_adjustment(item, site, quantity))
+        except (KeyError, ValueError, ArithmeticError) as exc:
+            return _json(diagnosis(400, f"Cannot record the stock movement: {exc}"))
+        stock = state.stock(movement.item, movement.site)
+        return Response(encode_json({
+            "voucher": movement.voucher_number, "sequence": movement.sequence, "item": movement.item,
+            "site": movement.site, "quantity": movement.quantity, "transaction_type": movement.transaction_type,
+            "updated_at": json_value(movement.updated_at), "physical": stock.physical,
+        }), status_code=201, media_type=_JSON)
 
     async def not_found(self, request: Request) -> Response:
         if (denied := self._authenticate(request, self._target(request))) is not None:

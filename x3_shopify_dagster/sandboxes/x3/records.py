@@ -39,6 +39,8 @@ VCRTYP_DELIVERY = 4
 TRSTYP_DELIVERY = 4
 VCRTYP_MISC_RECEIPT = 19
 TRSTYP_MISC_RECEIPT = 3
+VCRTYP_MISC_ISSUE = 20  # a miscellaneous issue or a stock count correction (signed quantity)
+TRSTYP_MISC_ISSUE = 2
 
 
 @dataclass(frozen=True)

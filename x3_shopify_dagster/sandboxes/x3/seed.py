@@ -107,3 +107,10 @@ def seed_folder(state: FolderState, seed: int) -> None:
                 quantity = Decimal(rng.randint(20, 120))
                 tables.stock[(product.x3_item, site)] = ProductSiteStock(
                     product.x3_item, site, quantity, Decimal(0), now)
+        for product in demo_data.X3_ONLY_ITEMS:
+            assert product.x3_item is not None
+            tables.items[product.x3_item] = Item(product.x3_item, product.title, True, "UN",
+                                                 product.standard_cost, now)
+            for site in tables.sites:  # fixed: the random stream of the items above stays as it was
+                tables.stock[(product.x3_item, site)] = ProductSiteStock(
+                    product.x3_item, site, Decimal(40), Decimal(0), now)

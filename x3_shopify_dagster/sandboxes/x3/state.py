@@ -14,7 +14,9 @@ from decimal import Decimal
 
 from x3_shopify_dagster.sandboxes.x3.clock import Clock
 from x3_shopify_dagster.sandboxes.x3.records import (
+    TRSTYP_MISC_ISSUE,
     TRSTYP_MISC_RECEIPT,
+    VCRTYP_MISC_ISSUE,
     VCRTYP_MISC_RECEIPT,
     Customer,
     CustomerAddress,
@@ -196,6 +198,26 @@ class FolderState:
                 site=site, item=item, voucher_type=VCRTYP_MISC_RECEIPT,
                 voucher_number=self.next_number("MR", day), voucher_line=1000,
                 transaction_type=TRSTYP_MISC_RECEIPT, quantity=quantity, posting_date=day)
+
+    def stock_adjustment(self, item: str, site: str, qty: Decimal | int | str, *,
+                         posting_date: date | None = None) -> StockMovement:
+        """A miscellaneous issue (negative) or a count correction (either sign): one signed STOJOU row."""
+        quantity = Decimal(qty) if not isinstance(qty, Decimal) else qty
+        if quantity == 0:
+            raise ValueError("an adjustment of zero moves nothing")
+        with self.lock:
+            if item not in self.tables.items:
+                raise KeyError(f"item {item} does not exist in folder {self.folder}")
+            if site not in self.tables.sites:
+                raise KeyError(f"site {site} does not exist in folder {self.folder}")
+            if (not self.allow_negative_stock and quantity < 0
+                    and self.stock(item, site).physical + quantity < 0):
+                raise ValueError(f"insufficient stock of '{item}' at {site} for an issue of {-quantity}")
+            day = posting_date or self.today()
+            return self.record_movement(
+                site=site, item=item, voucher_type=VCRTYP_MISC_ISSUE,
+                voucher_number=self.next_number("MS", day), voucher_line=1000,
+                transaction_type=TRSTYP_MISC_ISSUE, quantity=quantity, posting_date=day)
 
     # ------------------------------------------------------------------------------------------ snapshots
     def customers(self) -> list[Customer]:

@@ -1,0 +1,194 @@
+"""x3_stock_sensor, x3_stock_movements and shopify_inventory_levels against both sandboxes over HTTP.
+
+End to end: a receipt in X3 → the sensor requests the (day, store) partition → the assets stage the movement and
+set the Shopify level to X3 stock minus the pending fulfilled units (flows.md §4, §6).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import httpx
+import pytest
+
+from x3_shopify_dagster.definitions import build_definitions
+from x3_shopify_dagster.defs.stock import (
+    LEVELS_ASSET_NAME,
+    MOVEMENTS_ASSET_NAME,
+    STOCK_SENSOR_NAME,
+    StockCursor,
+)
+from x3_shopify_dagster.domain.windows import business_day
+from x3_shopify_dagster.settings import StoreSettings
+from x3_shopify_dagster.storage.ledger import RecordKind, SourceVersion
+from x3_shopify_dagster.storage.stock import PushOutcome
+
+TZ = "Europe/Paris"
+SITE = "FR011"
+
+
+def _stores(shopify_sandbox, **extra_locations: str) -> dict[str, StoreSettings]:
+    eu = shopify_sandbox.state.store("eu").default_location.legacy_id
+    us = shopify_sandbox.state.store("us").default_location.legacy_id
+    return {
+        "eu": StoreSettings(shop_url=shopify_sandbox.shop_url("eu"), access_token=shopify_sandbox.access_token("eu"),
+                            locations={SITE: f"gid://shopify/Location/{eu}", **extra_locations}),
+        "us": StoreSettings(shop_url=shopify_sandbox.shop_url("us"), access_token=shopify_sandbox.access_token("us"),
+                            locations={"US011": f"gid://shopify/Location/{us}"}),
+    }
+
+
+@pytest.fixture
+def stock_runtime(fresh_shopify_sandbox, fresh_x3_sandbox, runtime_factory, clock):
+    return runtime_factory(fresh_shopify_sandbox, x3_sandbox=fresh_x3_sandbox, stores=_stores(fresh_shopify_sandbox),
+                           sensor_initial_lookback_hours=1)
+
+
+def _receipt(x3_sandbox, item: str, quantity: int, site: str = SITE) -> dict[str, Any]:
+    response = httpx.post(f"{x3_sandbox.base_url}/_sandbox/{x3_sandbox.folder}/stock-receipts",
+                          auth=x3_sandbox.basic_credentials, json={"item": item, "site": site, "quantity": quantity})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _tick(runtime, cursor: str | None):
+    defs = build_definitions(runtime.settings, runtime=runtime)
+    sensor = defs.resolve_sensor_def(STOCK_SENSOR_NAME)
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"connector": runtime},
+                                          definitions=defs)
+        return sensor.evaluate_tick(context)
+
+
+def _run(runtime, request: dg.RunRequest) -> dict[str, dict[str, Any]]:
+    """Materialize what a run request asks for, the way the daemon would (same partition, same run config)."""
+    defs = build_definitions(runtime.settings, runtime=runtime)
+    assets = [defs.resolve_assets_def(MOVEMENTS_ASSET_NAME), defs.resolve_assets_def(LEVELS_ASSET_NAME)]
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(assets, partition_key=request.partition_key, instance=instance,
+                                run_config=request.run_config, tags=request.tags)
+        assert result.success
+        return {
+            name: {k: v.value for k, v in result.asset_materializations_for_node(name)[0].metadata.items()}
+            for name in (MOVEMENTS_ASSET_NAME, LEVELS_ASSET_NAME)
+        }
+
+
+def _level(shopify_sandbox, sku: str, store: str = "eu") -> int:
+    data = shopify_sandbox.state.store(store)
+    variant = data.variant_by_sku(sku)
+    return data.inventory[(variant.inventory_item_id, data.default_location.legacy_id)].quantities["on_hand"]
+
+
+def _requested(result) -> list[tuple[str, str]]:
+    return sorted((r.partition_key.keys_by_dimension["date"], r.partition_key.keys_by_dimension["store"])
+                  for r in result.run_requests)
+
+
+def test_receipt_to_sensor_to_assets_sets_x3_stock_minus_pending(
+    fresh_shopify_sandbox, fresh_x3_sandbox, stock_runtime, clock
+):
+    """End to end (flows.md §4): the Shopify level equals X3 stock minus the fulfilled, undelivered units."""
+    runtime = stock_runtime
+    store = fresh_shopify_sandbox.state.store("eu")
+    cups = store.variant_by_sku("CUP-PORC-6")
+    location = f"gid://shopify/Location/{store.default_location.legacy_id}"
+    payload = {"id": "gid://shopify/Fulfillment/1", "order_id": "gid://shopify/Order/1", "status": "SUCCESS",
+               "location_id": location, "updated_at": "2026-11-27T09:00:00Z",
+               "lines": [{"line_item_id": "gid://shopify/LineItem/1", "sku": "CUP-PORC-6",
+                          "inventory_item_id": f"gid://shopify/InventoryItem/{cups.inventory_item_id}",
+                          "quantity": 3}]}
+    runtime.ledger().observe(SourceVersion(store="eu", kind=RecordKind.FULFILLMENT, source_id=payload["id"],
+                                           updated_at=datetime.now(UTC), content_hash="f1", partition="2026-11-27",
+                                           payload=payload), run_id="fulfilments")
+    first = _tick(runtime, None)  # establishes the watermark (nothing counted moved in the last hour)
+    assert first.run_requests == []
+
+    receipt = _receipt(fresh_x3_sandbox, "CUP-PORC-6", 20)
+    _receipt(fresh_x3_sandbox, "DESCALER-1L", 5)  # not sold in Shopify
+    _receipt(fresh_x3_sandbox, "CUP-PORC-6", 2, site="US011")  # the us store's site
+    clock.offset += timedelta(seconds=5)  # past the safety lag
+    tick = _tick(runtime, first.cursor)
+    moved_at = datetime.fromisoformat(receipt["updated_at"].replace("Z", "+00:00"))
+    day = business_day(moved_at, TZ).isoformat()
+    assert _requested(tick) == [(day, "eu"), (day, "us")]
+    request = next(r for r in tick.run_requests if r.tags["x3sd/store"] == "eu")
+    assert request.tags["x3sd/trigger"] == STOCK_SENSOR_NAME
+
+    metadata = _run(runtime, request)
+
+    physical = fresh_x3_sandbox.state.stock("CUP-PORC-6", SITE).physical
+    assert _level(fresh_shopify_sandbox, "CUP-PORC-6") == int(physical) - 3
+    staged = metadata[MOVEMENTS_ASSET_NAME]
+    assert staged["movements_counted"] == 2
+    assert staged["movements_staged"] == 2
+    levels = metadata[LEVELS_ASSET_NAME]
+    assert (levels["items_moved"], levels["quantities_set"], levels["unmapped_skus"]) == (2, 1, 1)
+    assert levels["unmapped_sku_list"] == "DESCALER-1L"
+    assert levels["api_points_spent"] > 0
+    failures = levels["failures"].records
+    assert [(r.data["x3_item"], r.data["reason"]) for r in failures] == [("DESCALER-1L", "sku_not_found")]
+    sets = levels["sets"].records
+    assert sets[0].data["to"] == str(int(physical) - 3)
+    assert sets[0].data["pending_fulfilled"] == "3"
+    outcomes = {(r.x3_item, r.outcome) for r in runtime.stock_store().pushes("eu", day)}
+    assert outcomes == {("CUP-PORC-6", PushOutcome.SET), ("DESCALER-1L", PushOutcome.FAILED)}
+    assert _level(fresh_shopify_sandbox, "CUP-PORC-6", "us") != int(
+        fresh_x3_sandbox.state.stock("CUP-PORC-6", "US011").physical)  # the us partition has not run yet
+
+    # A replay of the partition (a backfill, a click in the UI): nothing changes, nothing is sent twice.
+    replay = _run(runtime, dg.RunRequest(partition_key=request.partition_key))
+    assert replay[LEVELS_ASSET_NAME]["quantities_set"] == 0
+    assert replay[LEVELS_ASSET_NAME]["unchanged"] == 1
+    assert _level(fresh_shopify_sandbox, "CUP-PORC-6") == int(physical) - 3
+
+
+def test_sensor_dedupes_the_overlap_and_only_advances_with_its_requests(
+    fresh_shopify_sandbox, fresh_x3_sandbox, stock_runtime, clock
+):
+    """flows.md §6: update-timestamp cursor, overlap deduped on the movement key, cursor moves with requests."""
+    runtime = stock_runtime
+    first = _tick(runtime, None)
+    _receipt(fresh_x3_sandbox, "TAMPER-58", 1)
+    clock.offset += timedelta(seconds=5)
+    second = _tick(runtime, first.cursor)
+    assert len(second.run_requests) == 1
+    cursor = StockCursor.parse(second.cursor)
+    assert cursor.watermark is not None
+    assert cursor.watermark > StockCursor.parse(first.cursor).watermark
+    assert len(cursor.seen) == 1  # the receipt is inside the overlap the next tick reads again
+
+    clock.offset += timedelta(seconds=5)
+    quiet = _tick(runtime, second.cursor)  # re-reads the receipt in its overlap: deduped, nothing requested
+    assert quiet.run_requests == []
+    assert "No counted stock movement" in (quiet.skip_message or "")
+
+    # X3 unreachable: the tick keeps its cursor, so the next one reads the same window again.
+    fresh_x3_sandbox.faults.clear()
+    runtime.settings.x3.server_url = "http://127.0.0.1:9"  # nothing listens there
+    clock.offset += timedelta(seconds=5)  # past the whole-second watermark, or the tick has nothing to read
+    failed = _tick(runtime, quiet.cursor)
+    assert failed.cursor == quiet.cursor
+    assert failed.run_requests == []
+    assert "X3 stock journal unavailable" in (failed.skip_message or "")
+
+
+def test_uncounted_transaction_types_and_unmapped_sites_request_nothing(
+    fresh_shopify_sandbox, fresh_x3_sandbox, runtime_factory, clock
+):
+    runtime = runtime_factory(fresh_shopify_sandbox, x3_sandbox=fresh_x3_sandbox,
+                              stores=_stores(fresh_shopify_sandbox), stock_transaction_types=[4],
+                              sensor_initial_lookback_hours=1)
+    first = _tick(runtime, None)
+    _receipt(fresh_x3_sandbox, "TAMPER-58", 1)  # TRSTYP 3: not counted here
+    clock.offset += timedelta(seconds=5)
+    assert _tick(runtime, first.cursor).run_requests == []
+
+
+def test_a_store_without_mapped_sites_has_nothing_to_do(fresh_shopify_sandbox, fresh_x3_sandbox, runtime_factory):
+    runtime = runtime_factory(fresh_shopify_sandbox, x3_sandbox=fresh_x3_sandbox)  # no locations configured
+    result = _tick(runtime, None)
+    assert result.run_requests == []
+    assert "No X3 site is mapped" in (result.skip_message or "")

@@ -107,7 +107,9 @@ def test_partial_refund_of_one_unit_credits_its_price_and_tax(demo_mapping: Mapp
     assert [(r.item, r.quantity, r.restock_type, r.goods_return) for r in memo.restocks] == [
         ("TAMPER-58", 1, "RETURN", True)]
     payload = memo.to_x3_payload()["SIH0_1"]
-    assert payload["INVTYP"] == "2" and payload["SIHORINUM"] == "INV-1" and payload["SIVTYP"] == "CRN"
+    assert payload["INVTYP"] == "2"
+    assert payload["SIHORINUM"] == "INV-1"
+    assert payload["SIVTYP"] == "CRN"
 
 
 def test_refunded_units_give_back_their_share_of_the_discount(demo_mapping: Mapping) -> None:
@@ -116,7 +118,8 @@ def test_refunded_units_give_back_their_share_of_the_discount(demo_mapping: Mapp
     o = with_refunds(o, refund(9100000000002, "9.00", lines=[(cups, 1, "9.00", "1.50", "CANCEL")]))
     memo = memo_of(credit(o, demo_mapping))
     lines = [(li.kind, li.line_type, li.amount) for li in memo.document.lines]
-    assert lines == [(LineKind.GOODS, X3LineType.GOODS, D("10.00")), (LineKind.DISCOUNT, X3LineType.DISCOUNT, D("-1.00"))]
+    assert lines == [
+        (LineKind.GOODS, X3LineType.GOODS, D("10.00")), (LineKind.DISCOUNT, X3LineType.DISCOUNT, D("-1.00"))]
     assert memo.gross == D("9.00")
     assert memo.restocks[0].goods_return is False  # CANCEL: never shipped, nothing comes back
 
@@ -135,8 +138,9 @@ def test_taxes_excluded_refund_reconciles_with_a_rounding_line(demo_mapping: Map
     # US store, 8.25 % added: two 0.06 items are taxed 0.00495 -> 0.00 each by Shopify (per line), X3 taxes
     # the code once: round(0.12 x 0.0825 = 0.0099) = 0.01. The refund returns 0.12: a 0.01 rounding line
     # gives X3's extra cent back so the credit memo totals the refund's 0.12.
-    a = line("TAMPER-58", 1, "0.06", currency="USD", taxes=[tax("0.00", title="Sales tax", rate="0.0825", currency="USD")])
-    b = line("CUP-PORC-6", 1, "0.06", currency="USD", taxes=[tax("0.00", title="Sales tax", rate="0.0825", currency="USD")])
+    sales_tax = tax("0.00", title="Sales tax", rate="0.0825", currency="USD")
+    a = line("TAMPER-58", 1, "0.06", currency="USD", taxes=[sales_tax])
+    b = line("CUP-PORC-6", 1, "0.06", currency="USD", taxes=[sales_tax])
     o = order(lines=[a, b], total="0.13", currency="USD", taxes_included=False)
     o = with_refunds(o, refund(9100000000004, "0.12", currency="USD", lines=[
         (a, 1, "0.06", "0.00", "NO_RESTOCK"), (b, 1, "0.06", "0.00", "RETURN")]))
@@ -166,7 +170,8 @@ def test_refund_total_not_matching_its_lines_is_an_amount_mismatch_with_both_fig
     assert isinstance(failure, MappingFailure), failure
     assert failure.reason is FailureReason.AMOUNT_MISMATCH
     assert (failure.shopify_amount, failure.invoice_amount, failure.difference) == (D("65.00"), D("60.00"), D("-5.00"))
-    assert "refund" in failure.field and "65.00" in failure.message
+    assert "refund" in failure.field
+    assert "65.00" in failure.message
 
 
 def test_an_amount_refunded_without_lines_fails_and_a_restock_only_refund_is_skipped(demo_mapping: Mapping) -> None:
@@ -174,10 +179,13 @@ def test_an_amount_refunded_without_lines_fails_and_a_restock_only_refund_is_ski
     o = with_refunds(o, refund(9100000000007, "5.00"), refund(9100000000008, "0.00",
                                                              lines=[(knives, 1, "60.00", "10.00", "RETURN")]))
     failure = credit(o, demo_mapping, index=0)
-    assert isinstance(failure, MappingFailure) and failure.reason is FailureReason.AMOUNT_MISMATCH
-    assert failure.shopify_amount == D("5.00") and failure.invoice_amount == D(0)
+    assert isinstance(failure, MappingFailure)
+    assert failure.reason is FailureReason.AMOUNT_MISMATCH
+    assert failure.shopify_amount == D("5.00")
+    assert failure.invoice_amount == D(0)
     skipped = credit(o, demo_mapping, index=1)
-    assert isinstance(skipped, Skip) and skipped.reason is SkipReason.NOTHING_TO_CREDIT
+    assert isinstance(skipped, Skip)
+    assert skipped.reason is SkipReason.NOTHING_TO_CREDIT
 
 
 def test_cancellation_credit_mirrors_the_invoice_so_both_net_to_zero(demo_mapping: Mapping) -> None:

@@ -102,7 +102,8 @@ def build_x3_sales_invoices_asset(
         retry_policy=dg.RetryPolicy(max_retries=2, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL),
         description=(
             "Shopify orders of the partition posted as Sage X3 sales invoices, exactly once, through the posting "
-            "ledger. Re-materializing a partition replays its failed orders and never posts anything twice."
+            "ledger; their refunds and cancellations after posting as credit memos, unposted invoices of cancelled "
+            "orders deleted. Re-materializing a partition replays its failed records and never posts anything twice."
         ),
     )
     def x3_sales_invoices(

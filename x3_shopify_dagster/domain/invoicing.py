@@ -227,9 +227,15 @@ def invoice_reference(store: str, order: ShopifyOrder | int) -> str:
     order id is never shortened, it is what makes the key unique. Deterministic, so a retry finds its invoice.
     """
     order_id = order.legacy_resource_id if isinstance(order, ShopifyOrder) else order
-    if order_id < 0:
-        raise ValueError(f"order id must not be negative, got {order_id}")
-    number = str(order_id)
+    return document_reference(store, order_id)
+
+
+def document_reference(store: str, document_id: int, marker: str = "") -> str:
+    """``invoice_reference`` for any document: ``marker`` tells credit memos apart from the order's invoice
+    (``R`` + refund id, ``C`` + order id for a cancellation), e.g. ``SHOPIFY:eu:R9100000000007``."""
+    if document_id < 0:
+        raise ValueError(f"document id must not be negative, got {document_id}")
+    number = f"{marker}{document_id}"
     reference = f"SHOPIFY:{store}:{number}"
     if len(reference) <= REFERENCE_MAX_LENGTH:
         return reference
@@ -238,7 +244,8 @@ def invoice_reference(store: str, order: ShopifyOrder | int) -> str:
         reference = f"{prefix}:{digest}:{number}"
         if len(reference) <= REFERENCE_MAX_LENGTH:
             return reference
-    raise ValueError(f"order id {number} is longer than a Shopify id (20 digits) can be")
+    raise ValueError(f"document id {number} is longer than a Shopify id (20 digits) can be in the "
+                     f"{REFERENCE_MAX_LENGTH}-character reference")
 
 
 # ============================================================================================ builder
@@ -443,7 +450,8 @@ class _Builder:
             )
         )
 
-    def add_goods(self, line: LineItem, where: str, tax_code: str) -> None:
+    def add_goods(self, line: LineItem, where: str, tax_code: str, quantity: Decimal | None = None) -> None:
+        """The line's goods at its original unit price; ``quantity`` defaults to the ordered quantity."""
         if line.is_gift_card:
             _fail(
                 FailureReason.UNSUPPORTED,
@@ -474,7 +482,7 @@ class _Builder:
             self.resolved.accounts.goods,
             where,
             item=item,
-            quantity=Decimal(line.quantity),
+            quantity=Decimal(line.quantity) if quantity is None else quantity,
         )
 
     def add_shipping(self, shipping: ShippingLine, where: str) -> None:
@@ -518,6 +526,15 @@ class _Builder:
 
     def tax_code_for(self, tax_lines: Sequence[TaxLine], where: str, what: str) -> str:
         """The X3 tax code of a line's Shopify tax lines; records Shopify's tax for the reconciliation."""
+        code = self.resolve_tax_code(tax_lines, where, what)
+        if tax_lines:
+            self.shopify_tax[code] += self.money(tax_lines[0].price_set, f"{where}[0].price_set")
+            self.shopify_tax_lines[code] += 1
+        return code
+
+    def resolve_tax_code(self, tax_lines: Sequence[TaxLine], where: str, what: str) -> str:
+        """The X3 tax code of a line's Shopify tax lines, without recording any tax (credit memos take the
+        tax from the refund, not from the order line)."""
         if not tax_lines:
             return self.untaxed_code(where)
         if len(tax_lines) > 1:
@@ -541,8 +558,6 @@ class _Builder:
             )
         self.rates.setdefault(rule.code, rule.rate)
         self.rules.setdefault(rule.code, rule)
-        self.shopify_tax[rule.code] += self.money(tax_line.price_set, f"{where}[0].price_set")
-        self.shopify_tax_lines[rule.code] += 1
         return rule.code
 
     def x3_taxes(self) -> dict[str, tuple[Decimal, Decimal]]:
@@ -610,7 +625,11 @@ class _Builder:
         )
 
     # -- totals and reconciliation -------------------------------------------------------------------------
-    def finish(self) -> InvoiceDraft:
+    def finish(
+        self, expected: Decimal | None = None, field: str = "total_price_set", day: date | None = None
+    ) -> InvoiceDraft:
+        """Totals as X3 computes them, reconciled to ``expected`` (default: the order's total) at ``field``,
+        dated ``day`` (default: the order's processed day)."""
         taxes = self.x3_taxes()
         if self.included:
             self.check_tax_differences(taxes)
@@ -628,11 +647,11 @@ class _Builder:
         net = sum((tax.base for tax in tax_totals), _ZERO)
         tax = sum((tax.amount for tax in tax_totals), _ZERO)
         totals = InvoiceTotals(net=net, tax=tax, gross=net + tax)
-        shopify_total = self.money(self.order.total_price_set, "total_price_set")
+        shopify_total = self.money(self.order.total_price_set, field) if expected is None else expected
         if totals.gross != shopify_total:
             _fail(
                 FailureReason.AMOUNT_MISMATCH,
-                "total_price_set",
+                field,
                 f"the invoice totals {totals.gross} {self.currency} but Shopify's order total is "
                 f"{shopify_total} (difference {totals.gross - shopify_total}); invoice lines: "
                 f"{_breakdown(self.lines)}, tax {tax}.",
@@ -642,7 +661,7 @@ class _Builder:
                 invoice_amount=totals.gross,
                 currency=self.currency,
             )
-        invoice_day = self.order.processed_at.astimezone(self.zone).date()
+        invoice_day = day or self.order.processed_at.astimezone(self.zone).date()
         draft = InvoiceDraft(
             store=self.store,
             order_id=self.order.id,

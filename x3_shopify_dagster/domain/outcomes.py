@@ -31,6 +31,7 @@ class SkipReason(StrEnum):
     CANCELLED = "cancelled"
     GUEST_CHECKOUT = "guest_checkout"
     NOTHING_TO_INVOICE = "nothing_to_invoice"
+    NOTHING_TO_CREDIT = "nothing_to_credit"  # a refund that returns no money (restock only)
 
 
 class MappingFailure(BaseModel):

@@ -67,6 +67,9 @@ class SkipReason(enum.StrEnum):
     TEST_ORDER = "test_order"
     OLDER_VERSION = "older_version"
     CANCELLED_BEFORE_INVOICE = "cancelled_before_invoice"
+    CANCELLED_BEFORE_POSTING = "cancelled_before_posting"  # the unposted invoice was deleted
+    ALREADY_CREDITED = "already_credited"  # a refund of an order whose cancellation was credited in full
+    CREDITED_BY_REFUNDS = "credited_by_refunds"  # a cancellation whose refunds are the credit
 
 
 class LedgerEventType(enum.StrEnum):
@@ -81,6 +84,7 @@ class LedgerEventType(enum.StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     REPLAYED = "replayed"
+    INVOICE_DELETED = "invoice_deleted"  # an unposted invoice removed in X3 (order cancelled or edited)
     # operation events (exactly_once.py); they also join the history of the operation's record
     CLAIMED = "claimed"
     TAKEN_OVER = "taken_over"
@@ -116,8 +120,12 @@ _ENTERED_FROM: dict[RecordState, frozenset[RecordState]] = {
             RecordState.CREDITED,
         }
     ),
-    RecordState.SKIPPED: frozenset({RecordState.STAGED, RecordState.MATCHED, RecordState.VALIDATED}),
-    RecordState.STAGED: frozenset({RecordState.FAILED, RecordState.SKIPPED}),
+    # From `invoiced`: the unposted invoice was deleted in X3, because the order was cancelled (skipped) or
+    # edited (staged again, to invoice the new content).
+    RecordState.SKIPPED: frozenset(
+        {RecordState.STAGED, RecordState.MATCHED, RecordState.VALIDATED, RecordState.INVOICED}
+    ),
+    RecordState.STAGED: frozenset({RecordState.FAILED, RecordState.SKIPPED, RecordState.INVOICED}),
 }
 # Fulfilment records (one per Shopify fulfilment) have a shorter life: staged (waiting for the order's invoice
 # included) → delivered once their X3 delivery is validated; failed/skipped with a reason; a delivered fulfilment

@@ -185,7 +185,7 @@ def test_the_happy_path_keeps_every_step_with_gl_lines_and_documents(ledger: Pos
         (RecordState.STAGED, RecordState.VALIDATED),
         (RecordState.STAGED, RecordState.INVOICED),
         (RecordState.MATCHED, RecordState.POSTED),
-        (RecordState.INVOICED, RecordState.SKIPPED),
+        (RecordState.INVOICED, RecordState.MATCHED),  # back only through staged (invoice deleted)
         (RecordState.STAGED, RecordState.STAGED),
     ],
 )

@@ -23,6 +23,7 @@ from x3_shopify_dagster.posting.invoices import (
     PostingReport,
     mapping_reference_problems,
 )
+from x3_shopify_dagster.storage.ledger import RecordKind
 
 INVOICES_ASSET_NAME = "x3_sales_invoices"
 _MAX_POSTING_WORKERS = 10  # the connector database's connection pool (5 + 5 overflow on PostgreSQL)
@@ -34,7 +35,7 @@ _TABLE_LIMIT = 20
 
 
 def _postings_table(report: PostingReport) -> dg.MetadataValue:
-    rows = [o for o in report.outcomes if o.outcome in {"posted", "invoiced"}][:_TABLE_LIMIT]
+    rows = [o for o in report.orders if o.outcome in {"posted", "invoiced"}][:_TABLE_LIMIT]
     return dg.MetadataValue.table(
         records=[
             dg.TableRecord({
@@ -55,8 +56,32 @@ def _postings_table(report: PostingReport) -> dg.MetadataValue:
     )
 
 
+def _credit_memos_table(report: PostingReport) -> dg.MetadataValue:
+    """Refunds and cancellations of posted orders, as X3 credit memos (or why not)."""
+    rows = [o for o in report.credits if o.outcome != "unchanged"][:_TABLE_LIMIT]
+    columns = ("source", "kind", "credit_memo", "total", "outcome", "restock", "gl_lines", "reason")
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord({
+                "source": o.order_name,
+                "kind": o.kind,
+                "credit_memo": o.credit_memo or "",
+                "total": f"{o.total} {o.currency}" if o.total is not None else "",
+                "outcome": o.outcome,
+                "restock": o.restock,
+                "gl_lines": "; ".join(
+                    f"{account}{'/' + cc if cc else ''} D{debit} C{credit}" for account, cc, debit, credit in o.gl_lines
+                ),
+                "reason": f"{o.reason}: {(o.message or '')[:200]}" if o.reason else "",
+            })
+            for o in rows
+        ],
+        schema=dg.TableSchema(columns=[dg.TableColumn(name, "string") for name in columns]),
+    )
+
+
 def _failures_table(report: PostingReport) -> dg.MetadataValue:
-    rows = [o for o in report.outcomes if o.outcome == "failed"][:_TABLE_LIMIT]
+    rows = [o for o in report.orders if o.outcome == "failed"][:_TABLE_LIMIT]
     return dg.MetadataValue.table(
         records=[
             dg.TableRecord({"order": o.order_name, "reason": o.reason or "", "message": (o.message or "")[:300]})
@@ -78,7 +103,8 @@ def build_x3_sales_invoices_asset(
         retry_policy=dg.RetryPolicy(max_retries=2, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL),
         description=(
             "Shopify orders of the partition posted as Sage X3 sales invoices, exactly once, through the posting "
-            "ledger. Re-materializing a partition replays its failed orders and never posts anything twice."
+            "ledger; their refunds and cancellations after posting as credit memos, unposted invoices of cancelled "
+            "orders deleted. Re-materializing a partition replays its failed records and never posts anything twice."
         ),
     )
     def x3_sales_invoices(
@@ -127,16 +153,23 @@ def build_x3_sales_invoices_asset(
             )
             x3_metrics = x3.metrics.snapshot()
         summary = connector.ledger().summary(store, day.isoformat())
+        credit_summary = connector.ledger().summary(store, day.isoformat(), kind=RecordKind.REFUND)
         counts = report.counts()
-        context.log.info("Posting %s %s: %s", store, day, counts)
+        credit_counts = report.credit_counts()
+        context.log.info("Posting %s %s: %s; credit memos: %s", store, day, counts, credit_counts)
         totals = report.posted_totals()
+        credited = report.credited_totals()
         return dg.MaterializeResult(
             metadata=redact_metadata({
                 **{f"orders_{key}": value for key, value in counts.items()},
                 "posted_total": ", ".join(f"{amount} {currency}" for currency, amount in sorted(totals.items())) or "0",
+                **{f"credit_memos_{key}": value for key, value in credit_counts.items()},
+                "credited_total": ", ".join(f"{a} {c}" for c, a in sorted(credited.items())) or "0",
                 "postings": _postings_table(report),
+                "credit_memos": _credit_memos_table(report),
                 "failures": _failures_table(report),
                 "ledger": dg.MetadataValue.json(summary.as_metadata()),
+                "ledger_credit_memos": dg.MetadataValue.json(credit_summary.as_metadata()),
                 "x3_calls": x3_metrics["total_calls"],
                 "x3_retries": x3_metrics["total_retries"],
                 "x3_pool_wait_seconds": dg.MetadataValue.float(float(x3_metrics["pool_wait_seconds"])),

@@ -138,7 +138,7 @@ def build_shopify_orders_asset(partitions_def: dg.PartitionsDefinition) -> dg.As
                     stats = reader.stats
                 with fewer_gc_pauses():
                     counts = connector.order_staging().stage(
-                        (order_version(store, order) for order in orders), run_id=context.run_id
+                        (order_version(store, order) for order in orders), run_id=context.run.run_id
                     )
                 api = client.metrics.snapshot()
         except ShopifyAuthError as exc:

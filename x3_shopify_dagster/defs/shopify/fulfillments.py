@@ -105,7 +105,7 @@ def build_shopify_fulfillments_asset(partitions_def: dg.PartitionsDefinition) ->
                              allow_retries=False) from exc
         observations = observe_fulfillments(
             connector.ledger(), store, fulfillments, business_timezone=settings.partition_timezone,
-            run_id=context.run_id,
+            run_id=context.run.run_id,
         )
         for observation in observations:
             counts[observation.outcome.value] += 1

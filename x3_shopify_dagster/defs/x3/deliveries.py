@@ -80,7 +80,7 @@ def build_x3_deliveries_asset(
             poster = DeliveryPoster(
                 ledger=ledger, x3=x3, mapping=mapping,
                 location_sites={key: s.location_sites for key, s in settings.stores.items()},
-                owner=context.run_id, business_timezone=settings.partition_timezone,
+                owner=context.run.run_id, business_timezone=settings.partition_timezone,
                 lease_s=settings.posting_lease_seconds, workers=posting_workers(settings.x3.pool_size),
                 cancel_action=settings.fulfillment_cancel_action,
             )

@@ -126,9 +126,9 @@ def build_x3_sales_invoices_asset(
                 )
             # First run on a fresh database: take the snapshots the posting checks against.
             if snapshots.info(CUSTOMERS) is None:
-                take_customer_snapshot(x3, snapshots, run_id=context.run_id)
+                take_customer_snapshot(x3, snapshots, run_id=context.run.run_id)
             if snapshots.info(GL_ACCOUNTS) is None:
-                take_gl_snapshot(x3, snapshots, run_id=context.run_id)
+                take_gl_snapshot(x3, snapshots, run_id=context.run.run_id)
             problems = mapping_reference_problems(mapping, snapshots)
             if problems:
                 raise dg.Failure(
@@ -139,7 +139,7 @@ def build_x3_sales_invoices_asset(
                 )
             poster = InvoicePoster(
                 ledger=connector.ledger(), staging=connector.order_staging(), snapshots=snapshots, x3=x3,
-                mapping=mapping, owner=context.run_id, business_timezone=settings.partition_timezone,
+                mapping=mapping, owner=context.run.run_id, business_timezone=settings.partition_timezone,
                 # Twice the pool: while one order is in the ledger (about 12 short transactions) another holds its
                 # X3 slot; the X3 client's pool semaphore still caps concurrent SOAP calls at pool_size
                 # (bench/bench_posting.py: 0.80 -> 0.89 of the bound on SQLite, 0.62 -> 0.89 on PostgreSQL).

@@ -80,7 +80,7 @@ def x3_customers(
     context: dg.AssetExecutionContext, connector: dg.ResourceParam[ConnectorRuntime]
 ) -> dg.MaterializeResult:
     with connector.x3_client() as x3:
-        metadata = take_customer_snapshot(x3, connector.snapshots(), run_id=context.run_id)
+        metadata = take_customer_snapshot(x3, connector.snapshots(), run_id=context.run.run_id)
         metadata["x3_calls"] = x3.metrics.snapshot()["total_calls"]
     context.log.info("Snapshot of %s e-mails (%s ambiguous)", metadata["emails"], metadata["ambiguous_emails"])
     return dg.MaterializeResult(metadata=redact_metadata(metadata))
@@ -104,7 +104,7 @@ def x3_gl_accounts(
 ) -> dg.MaterializeResult:
     snapshots = connector.snapshots()
     with connector.x3_client() as x3:
-        metadata = take_gl_snapshot(x3, snapshots, run_id=context.run_id)
+        metadata = take_gl_snapshot(x3, snapshots, run_id=context.run.run_id)
     problems = mapping_reference_problems(connector.mapping(), snapshots) if connector.settings.mapping_path else []
     return dg.MaterializeResult(
         metadata=redact_metadata(metadata),

@@ -16,11 +16,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 RUNS_QUERY = """
-{ runsOrError(limit: 20) { ... on Runs { results { runId status tags { key value } } } } }
+{ runsOrError(limit: 200) { ... on Runs { results { runId status tags { key value } } } } }
 """
-INVOICES_QUERY = """
-{ assetOrError(assetKey: {path: ["x3_sales_invoices"]}) { ... on Asset {
-    assetMaterializations(limit: 10) { partition metadataEntries { label ... on IntMetadataEntry { intValue } } } } } }
+METADATA_QUERY = """
+query ($asset: [String!]!) { assetOrError(assetKey: {path: $asset}) { ... on Asset {
+    assetMaterializations(limit: 50) { partition metadataEntries { label ... on IntMetadataEntry { intValue } } } } } }
 """
 
 
@@ -30,15 +30,26 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _posted(ui_port: int) -> int:
-    response = httpx.post(f"http://127.0.0.1:{ui_port}/graphql", json={"query": INVOICES_QUERY}, timeout=5)
-    asset = response.json()["data"]["assetOrError"]
+def _total(ui_port: int, asset: str, label: str) -> int:
+    """Sum of an integer metadata entry over the asset's latest materializations, read from the UI's GraphQL API."""
+    response = httpx.post(f"http://127.0.0.1:{ui_port}/graphql",
+                          json={"query": METADATA_QUERY, "variables": {"asset": [asset]}}, timeout=5)
+    found = response.json()["data"]["assetOrError"]
     total = 0
-    for event in asset.get("assetMaterializations") or []:
+    for event in found.get("assetMaterializations") or []:
         for entry in event["metadataEntries"]:
-            if entry["label"] == "orders_posted":
+            if entry["label"] == label:
                 total += entry.get("intValue") or 0
     return total
+
+
+def _flows(ui_port: int) -> dict[str, int]:
+    """What the demo's traffic has been through: invoices posted, deliveries validated, Shopify levels set."""
+    return {
+        "invoices posted": _total(ui_port, "x3_sales_invoices", "orders_posted"),
+        "deliveries validated": _total(ui_port, "x3_deliveries", "fulfillments_delivered"),
+        "stock levels set": _total(ui_port, "shopify_inventory_levels", "quantities_set"),
+    }
 
 
 @pytest.mark.slow
@@ -53,7 +64,7 @@ def test_demo_launcher_runs_sensor_triggered_materializations(tmp_path):
     )
     succeeded: list[dict] = []
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 420
         while time.monotonic() < deadline and process.poll() is None:
             time.sleep(3)
             try:
@@ -63,17 +74,17 @@ def test_demo_launcher_runs_sensor_triggered_materializations(tmp_path):
             runs = response.json()["data"]["runsOrError"]["results"]
             succeeded = [run for run in runs if run["status"] == "SUCCESS"]
             stores = {tag["value"] for run in succeeded for tag in run["tags"] if tag["key"] == "x3sd/store"}
-            if stores == {"eu", "us"} and _posted(ui_port) > 0:
+            if stores == {"eu", "us"} and all(_flows(ui_port).values()):
                 break
         assert process.poll() is None, (tmp_path / "demo.log").read_text()[-3000:]
         stores = {tag["value"] for run in succeeded for tag in run["tags"] if tag["key"] == "x3sd/store"}
         assert stores == {"eu", "us"}, (tmp_path / "demo.log").read_text()[-3000:]
-        # Sandbox orders became posted sandbox X3 invoices through the sensor-triggered runs.
-        assert _posted(ui_port) > 0, (tmp_path / "demo.log").read_text()[-3000:]
-        assert all(
-            any(tag["key"] == "dagster/sensor_name" and tag["value"] == "shopify_orders_sensor" for tag in run["tags"])
-            for run in succeeded
-        )
+        # Sandbox orders became posted X3 invoices, their fulfilments validated X3 deliveries, and the stock those
+        # deliveries issued in X3 came back to Shopify's levels: every flow ran from its own sensor.
+        flows = _flows(ui_port)
+        assert all(flows.values()), (flows, (tmp_path / "demo.log").read_text()[-3000:])
+        sensors = {tag["value"] for run in succeeded for tag in run["tags"] if tag["key"] == "dagster/sensor_name"}
+        assert {"shopify_orders_sensor", "shopify_fulfillments_sensor", "x3_stock_sensor"} <= sensors, sensors
     finally:
         process.send_signal(signal.SIGTERM)
         try:

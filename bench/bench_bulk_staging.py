@@ -8,8 +8,9 @@ streamed to a file with ``ShopifyClient.stream_lines``. The file is kept in ``--
 carries N, the seed and a fingerprint of the sandbox and query sources, so later runs reuse it.
 
 Timed, each run in a fresh process (its ``ru_maxrss`` is its own peak RSS, product imports Dagster included):
-file lines -> ``iter_bulk_jsonl`` (reassembly by ``__parentId``) -> ``ShopifyOrder.from_graphql`` ->
-``order_version`` (content hash + payload, the asset's own function) -> ``OrderStaging.stage`` into a fresh
+file lines -> ``iter_bulk_jsonl`` (reassembly by ``__parentId``) -> ``NormalisedOrder.from_graphql`` (the
+payload, no model: what the asset's readers build) -> ``order_version`` (stored JSON + content hash, the asset's
+own function) -> ``OrderStaging.stage`` into a fresh
 SQLite file or a throw-away PostgreSQL database. Then a breakdown run (per-stage perf_counter totals over the
 first ``--breakdown-orders`` orders, per engine) and a cProfile run (top functions, SQLite) say where the time
 goes. Prints the figures and writes bench/results/bulk_staging.json.
@@ -51,7 +52,7 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 from bench_staging_db import DEFAULT_POSTGRES_URL, ThrowAwayDatabases, server_version  # noqa: E402
 
 from x3_shopify_dagster.defs.shopify.assets import fewer_gc_pauses, order_version  # noqa: E402
-from x3_shopify_dagster.domain.shopify_orders import ShopifyOrder  # noqa: E402
+from x3_shopify_dagster.domain.shopify_orders import NormalisedOrder  # noqa: E402
 from x3_shopify_dagster.shopify import iter_bulk_jsonl  # noqa: E402
 from x3_shopify_dagster.storage import ConnectorDatabase, OrderStaging, OrderVersion  # noqa: E402
 
@@ -168,14 +169,14 @@ def staged_versions(lines: Iterator[str], orders: int | None, orphans: list[str]
     """Exactly the asset's conversion, as one lazy chain (the asset hands stage() a generator too)."""
     nodes = iter_bulk_jsonl(lines, on_orphan=orphans.append)
     for node in nodes if orders is None else islice(nodes, orders):
-        yield order_version(STORE, ShopifyOrder.from_graphql(node))
+        yield order_version(STORE, NormalisedOrder.from_graphql(node))
 
 
 class StageTimer:
     """Per-stage wall time of the same chain, summed with perf_counter around each call (~0.1 µs each)."""
 
     def __init__(self) -> None:
-        self.seconds = {"parse_assemble": 0.0, "model": 0.0, "hash_payload": 0.0}
+        self.seconds = {"parse_assemble": 0.0, "normalise": 0.0, "hash_payload": 0.0}
 
     def versions(self, lines: Iterator[str], orders: int, orphans: list[str]) -> Iterator[OrderVersion]:
         clock = time.perf_counter
@@ -188,13 +189,13 @@ class StageTimer:
             if node is None:
                 seconds["parse_assemble"] += parsed - started
                 return
-            order = ShopifyOrder.from_graphql(node)
-            modelled = clock()
+            order = NormalisedOrder.from_graphql(node)
+            normalised = clock()
             version = order_version(STORE, order)
             versioned = clock()
             seconds["parse_assemble"] += parsed - started
-            seconds["model"] += modelled - parsed
-            seconds["hash_payload"] += versioned - modelled
+            seconds["normalise"] += normalised - parsed
+            seconds["hash_payload"] += versioned - normalised
             yield version
 
 
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     wall_started = time.perf_counter()
     jsonl, prepared = prepared_file(args.orders, args.cache_dir, refresh=args.refresh)
     results: dict[str, Any] = {
-        "benchmark": "bulk JSONL -> iter_bulk_jsonl -> ShopifyOrder.from_graphql -> order_version -> "
+        "benchmark": "bulk JSONL -> iter_bulk_jsonl -> NormalisedOrder.from_graphql -> order_version -> "
         "OrderStaging.stage",
         "label": args.label,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -20,6 +20,8 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
+
 from x3_shopify_dagster.domain.customers import (
     CustomerCandidate,
     CustomerMatch,
@@ -44,6 +46,7 @@ from x3_shopify_dagster.storage.exactly_once import (
     run_exactly_once,
 )
 from x3_shopify_dagster.storage.ledger import (
+    FailureReason,
     InvalidTransition,
     LedgerRecord,
     PostingLedger,
@@ -194,10 +197,17 @@ class InvoicePoster:
         """Post the partition's orders. ``replay_failed``: also retry its failed orders (a re-materialization or
         a replay); routine change-driven runs leave them alone until something was fixed."""
         staged = list(self.staging.latest_changed_between(store, window.start, window.end))
-        # Validated once here; _process reuses the model for the version the ledger holds.
-        self._orders = {(s.order_id, s.content_hash): ShopifyOrder.model_validate(s.payload) for s in staged}
+        # Staging stores payloads unvalidated: each is validated once here, and _process reuses the model for
+        # the version the ledger holds. One that does not validate is observed all the same (so that it is
+        # recorded) and fails in _process with the fields named.
+        self._orders = {}
+        for version in staged:
+            try:
+                self._orders[(version.order_id, version.content_hash)] = ShopifyOrder.model_validate(version.payload)
+            except ValidationError:
+                continue
         versions = [
-            self._source_version(store, partition, s, self._orders[(s.order_id, s.content_hash)]) for s in staged
+            self._source_version(store, partition, s, self._orders.get((s.order_id, s.content_hash))) for s in staged
         ]
         observations = self.ledger.observe_many(versions, run_id=self.owner)
         self._customers = dict(self.snapshots.items(CUSTOMERS))
@@ -218,8 +228,8 @@ class InvoicePoster:
         return report
 
     @staticmethod
-    def _source_version(store: str, partition: str, staged: Any, order: ShopifyOrder) -> SourceVersion:
-        money = order.total_price_set.shop_money
+    def _source_version(store: str, partition: str, staged: Any, order: ShopifyOrder | None) -> SourceVersion:
+        money = order.total_price_set.shop_money if order is not None else None
         return SourceVersion(
             store=store,
             kind=RecordKind.ORDER,
@@ -228,8 +238,8 @@ class InvoicePoster:
             content_hash=staged.content_hash,
             partition=partition,
             name=staged.order_name,
-            amount=money.amount,
-            currency=money.currency_code,
+            amount=money.amount if money is not None else None,
+            currency=money.currency_code if money is not None else None,
             payload=staged.payload,
         )
 
@@ -255,9 +265,12 @@ class InvoicePoster:
             return self._outcome(failed, "failed")
 
     def _process(self, record: LedgerRecord) -> RecordOutcome:
-        order = self._orders.get((record.source_id, record.source_hash)) or ShopifyOrder.model_validate(
-            record.source_payload
-        )
+        order = self._orders.get((record.source_id, record.source_hash))
+        if order is None:
+            try:
+                order = ShopifyOrder.model_validate(record.source_payload)
+            except ValidationError as error:
+                return self._invalid_order(record, error)
         store = record.store
         customer_code, match_failure = self._match(order) if record.x3_customer is None else (record.x3_customer, None)
         result = build_invoice(
@@ -377,6 +390,22 @@ class InvoicePoster:
         return self._fail(record, reason, f"X3 refused {doing}: {text}. Fix the data in X3 or the mapping, then "
                           "re-materialize this partition.", {"x3_messages": messages})
 
+    def _invalid_order(self, record: LedgerRecord, error: ValidationError) -> RecordOutcome:
+        # Input values are left out of the message and details: they may be personal data (e-mails).
+        problems = [
+            {"field": _field_path(problem["loc"]), "problem": problem["msg"], "got": type(problem["input"]).__name__}
+            for problem in error.errors(include_url=False)
+        ]
+        listed = "; ".join(f"{p['field']}: {p['problem']} (got a {p['got']})" for p in problems[:5])
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        return self._fail(
+            record, FailureReason.INVALID_ORDER.value,
+            f"Shopify order {record.source_name or record.source_id} does not read as an order: {listed}{more}. "
+            "Nothing was sent to X3. Fix: check these fields of the order in Shopify (an edit there brings a new "
+            "version); if Shopify's data is right, the connector's order model must learn it, then replay.",
+            {"fields": [p["field"] for p in problems], "problems": problems},
+        )
+
     def _fail(self, record: LedgerRecord, reason: str, message: str, details: Mapping[str, Any] | None = None,
               x3_documents: Mapping[str, Any] | None = None) -> RecordOutcome:
         failed = self.ledger.mark_failed(record.id, reason, message, run_id=self.owner, details=details,
@@ -402,6 +431,14 @@ class InvoicePoster:
             message=message or (record.reason_message if outcome in {"failed", "skipped"} else None),
             gl_lines=gl,
         )
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    """pydantic's error location as an order path, e.g. ``line_items[2].original_unit_price_set.shop_money``."""
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "order"
 
 
 def _failure_details(failure: MappingFailure) -> dict[str, Any]:

@@ -188,6 +188,7 @@ class InvoicePoster:
         self.workers = max(1, workers)
         self._customers: dict[str, list[dict[str, Any]]] = {}
         self._orders: dict[tuple[str, str], ShopifyOrder] = {}
+        self._invalid: dict[tuple[str, str], ValidationError] = {}
         self._gl: _GlIndex | None = None
 
     # -- the partition -------------------------------------------------------------------------------
@@ -198,14 +199,16 @@ class InvoicePoster:
         a replay); routine change-driven runs leave them alone until something was fixed."""
         staged = list(self.staging.latest_changed_between(store, window.start, window.end))
         # Staging stores payloads unvalidated: each is validated once here, and _process reuses the model for
-        # the version the ledger holds. One that does not validate is observed all the same (so that it is
-        # recorded) and fails in _process with the fields named.
+        # the version the ledger holds. One that does not validate is observed all the same, without its payload
+        # (the ledger keeps only JSON-safe, Decimal-only input), and fails in _process with the fields named.
         self._orders = {}
+        self._invalid = {}
         for version in staged:
+            key = (version.order_id, version.content_hash)
             try:
-                self._orders[(version.order_id, version.content_hash)] = ShopifyOrder.model_validate(version.payload)
-            except ValidationError:
-                continue
+                self._orders[key] = ShopifyOrder.model_validate(version.payload)
+            except ValidationError as error:
+                self._invalid[key] = error
         versions = [
             self._source_version(store, partition, s, self._orders.get((s.order_id, s.content_hash))) for s in staged
         ]
@@ -240,7 +243,7 @@ class InvoicePoster:
             name=staged.order_name,
             amount=money.amount if money is not None else None,
             currency=money.currency_code if money is not None else None,
-            payload=staged.payload,
+            payload=staged.payload if order is not None else None,
         )
 
     # -- one order -----------------------------------------------------------------------------------
@@ -265,12 +268,17 @@ class InvoicePoster:
             return self._outcome(failed, "failed")
 
     def _process(self, record: LedgerRecord) -> RecordOutcome:
-        order = self._orders.get((record.source_id, record.source_hash))
+        key = (record.source_id, record.source_hash)
+        order = self._orders.get(key)
         if order is None:
-            try:
-                order = ShopifyOrder.model_validate(record.source_payload)
-            except ValidationError as error:
-                return self._invalid_order(record, error)
+            invalid = self._invalid.get(key)
+            if invalid is None:
+                try:
+                    order = ShopifyOrder.model_validate(record.source_payload)
+                except ValidationError as error:
+                    invalid = error
+            if invalid is not None:
+                return self._invalid_order(record, invalid)
         store = record.store
         customer_code, match_failure = self._match(order) if record.x3_customer is None else (record.x3_customer, None)
         result = build_invoice(

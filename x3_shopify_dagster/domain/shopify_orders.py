@@ -407,15 +407,21 @@ def _nested_id(value: Any) -> str | None:
 def _money(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
-    return {"amount": _amount_json(value.get("amount")), "currency_code": value.get("currencyCode")}
+    amount = value.get("amount")
+    # _amount_json inlined: ~35 money objects per order make this the hottest function of bulk staging
+    return {
+        "amount": _amount_text(amount) if type(amount) is str else amount,
+        "currency_code": value.get("currencyCode"),
+    }
 
 
 def _bag(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
+    shop, presentment = value.get("shopMoney"), value.get("presentmentMoney")
     return {
-        "shop_money": _money(value.get("shopMoney")),
-        "presentment_money": _money(value.get("presentmentMoney")),
+        "shop_money": None if shop is None else _money(shop),
+        "presentment_money": None if presentment is None else _money(presentment),
     }
 
 

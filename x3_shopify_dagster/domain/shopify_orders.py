@@ -1,10 +1,13 @@
 """Typed Shopify orders, validated from the GraphQL Admin API shape.
 
-``ShopifyOrder.from_graphql`` accepts an order node as the paged queries return it (connections as
-``{nodes, pageInfo}`` or ``{edges: [{node}]}``) and as the bulk export assembles it (connections as plain
-lists of child rows). Nested objects the connector only needs an id from (customer, variant, location, ...)
-are flattened, and every attribute is snake_case. ``to_payload()`` gives a JSON-safe dict that
-``ShopifyOrder.model_validate`` turns back into an equal order, so a failed record replays from storage.
+``order_payload`` reshapes an order node as the paged queries return it (connections as ``{nodes, pageInfo}``
+or ``{edges: [{node}]}``) and as the bulk export assembles it (connections as plain lists of child rows) into
+the stored payload: nested objects the connector only needs an id from (customer, variant, location, ...) are
+flattened, every attribute is snake_case, and every value is in the JSON form ``ShopifyOrder.to_payload()``
+gives (amounts and rates as Decimal strings, timestamps in UTC). It does not validate: staging stores
+``NormalisedOrder`` (the payload, its identity and content hash) without building the model, and posting
+validates each staged payload once with ``ShopifyOrder.model_validate`` (``ShopifyOrder.from_graphql`` is the
+two steps in one). A value the model would refuse is left as sent, so that validation names it.
 
 Pure module: pydantic, orjson and the standard library only.
 """
@@ -12,19 +15,26 @@ Pure module: pydantic, orjson and the standard library only.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, TypeAdapter, ValidationError
 
 from x3_shopify_dagster.domain.money import parse_amount
 
 
 class IncompleteOrderError(ValueError):
     """An order node still has unread pages in one of its connections (``pageInfo.hasNextPage``)."""
+
+
+class MalformedOrderError(ValueError):
+    """An order node lacks what identifies it (id, name or updatedAt): it cannot even be staged."""
 
 
 def _to_utc(value: Any) -> Any:
@@ -219,7 +229,7 @@ class ShopifyOrder(_Frozen):
     @classmethod
     def from_graphql(cls, node: Mapping[str, Any]) -> ShopifyOrder:
         """Validate an order node from the paged query or from the assembled bulk export."""
-        return cls.model_validate(_order(node))
+        return cls.model_validate(order_payload(node))
 
     @property
     def contact_email(self) -> str | None:
@@ -238,12 +248,131 @@ class ShopifyOrder(_Frozen):
         The canonical JSON is orjson's sorted, compact UTF-8 form, byte for byte what
         ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` gives, three times faster.
         """
-        canonical = dict(self.to_payload() if payload is None else payload)
-        canonical.pop("updated_at")
-        return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return encode_payload(self.to_payload() if payload is None else payload)[1]
 
 
-# --- GraphQL shape -> flat snake_case dicts ---------------------------------------------------------
+def encode_payload(payload: Mapping[str, Any]) -> tuple[str, str]:
+    """(JSON text to store, content hash) of an order payload, from one serialisation.
+
+    The hash is the SHA-256 of the canonical JSON of everything except the top-level ``updated_at``: orjson's
+    sorted, compact UTF-8 form, byte for byte what ``json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)`` gives, three times faster. The stored text is the same canonical JSON with
+    ``updated_at`` put back: it sorts after every other top-level key, so it is appended, not re-encoded.
+    """
+    body = dict(payload)
+    updated_at = body.pop("updated_at")
+    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    content_hash = hashlib.sha256(canonical).hexdigest()
+    if body and max(body) < "updated_at":
+        stored = b"%s,\"updated_at\":%s}" % (canonical[:-1], orjson.dumps(updated_at))
+    else:  # not an order payload's keys: encode the whole document
+        stored = orjson.dumps(dict(payload), option=orjson.OPT_SORT_KEYS)
+    return stored.decode(), content_hash
+
+
+@dataclass(frozen=True, slots=True)
+class NormalisedOrder:
+    """An order as staging stores it: the payload ``ShopifyOrder.to_payload()`` would give, not validated.
+
+    Building the model (~60 nested instances) and dumping it again cost half of bulk staging's time; staging
+    only needs the identity, the payload and its hash. Posting validates the payload (``to_model``).
+    """
+
+    id: str
+    name: str
+    updated_at: datetime  # UTC
+    payload: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_graphql(cls, node: Mapping[str, Any]) -> NormalisedOrder:
+        """Reshape an order node (paged or assembled bulk); ``MalformedOrderError`` when its identity is bad."""
+        return cls.from_payload(order_payload(node))
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> NormalisedOrder:
+        order_id, name, updated_at = payload.get("id"), payload.get("name"), payload.get("updated_at")
+        for key, value in (("id", order_id), ("name", name), ("updated_at", updated_at)):
+            if not isinstance(value, str) or not value:
+                raise MalformedOrderError(f"order {order_id!r}: {key} is {value!r}, expected a non-empty string")
+        try:
+            moment = _to_utc(updated_at)
+        except ValueError as error:
+            raise MalformedOrderError(f"order {order_id}: updated_at {updated_at!r} is not a timestamp with a "
+                                      f"timezone ({error})") from None
+        return cls(id=order_id, name=name, updated_at=moment, payload=payload)
+
+    def encoded(self) -> tuple[str, str]:
+        """(JSON text to store, content hash): see ``encode_payload``."""
+        return encode_payload(self.payload)
+
+    def to_model(self) -> ShopifyOrder:
+        """The validated order (raises pydantic's ``ValidationError`` naming each bad field)."""
+        return ShopifyOrder.model_validate(self.payload)
+
+
+# --- GraphQL shape -> the payload (flat snake_case dicts, JSON form) ----------------------------------------
+#
+# Each leaf is put in the form the model's JSON dump gives. The common, already canonical values (Shopify's
+# "2026-11-27T10:00:00Z", booleans, integers) are kept as they are; amounts and float rates go through the
+# model's own field types once per distinct value (cached); anything else goes through the field type too,
+# and a value the type refuses is kept as sent, for validation at posting to name it.
+
+_AMOUNT: TypeAdapter[Decimal] = TypeAdapter(Amount)
+_TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
+_RATE: TypeAdapter[Decimal] = TypeAdapter(Rate)
+_INT: TypeAdapter[int] = TypeAdapter(int)
+_BOOL: TypeAdapter[bool] = TypeAdapter(bool)
+# What the model dumps a UTC timestamp without fraction as; any string of this shape is its own JSON form
+# (when it is a valid timestamp at all).
+_CANONICAL_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z", re.ASCII).match
+
+
+def _json_leaf(adapter: TypeAdapter[Any], value: Any) -> Any:
+    try:
+        return adapter.dump_python(adapter.validate_python(value), mode="json")
+    except (ValidationError, ValueError, TypeError):
+        return value  # as sent: ShopifyOrder.model_validate names the field
+
+
+@lru_cache(maxsize=8192)
+def _amount_text(text: str) -> Any:
+    return _json_leaf(_AMOUNT, text)
+
+
+@lru_cache(maxsize=1024)
+def _nonzero_rate(rate: float) -> Any:
+    # Not for zero: 0.0 and -0.0 are one cache key but dump differently.
+    return _json_leaf(_RATE, rate)
+
+
+def _amount_json(value: Any) -> Any:
+    return _amount_text(value) if type(value) is str else value  # non-strings are refused by the model
+
+
+def _timestamp(value: Any) -> Any:
+    if value is None or (type(value) is str and _CANONICAL_UTC(value)):
+        return value
+    return _json_leaf(_TIMESTAMP, value)
+
+
+def _rate(value: Any) -> Any:
+    if value is None:
+        return None
+    if type(value) is float and value:
+        return _nonzero_rate(value)
+    return _json_leaf(_RATE, value)
+
+
+def _int(value: Any) -> Any:
+    if value is None or type(value) is int:
+        return value
+    if type(value) is str and value.isascii() and value.isdigit():  # UnsignedInt64 comes as a string
+        return int(value)
+    return _json_leaf(_INT, value)
+
+
+def _bool(value: Any) -> Any:
+    return value if value is None or type(value) is bool else _json_leaf(_BOOL, value)
 
 
 def _items(value: Any, *, where: str) -> list[Mapping[str, Any]]:
@@ -278,24 +407,34 @@ def _nested_id(value: Any) -> str | None:
 def _money(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
-    return {"amount": value.get("amount"), "currency_code": value.get("currencyCode")}
+    amount = value.get("amount")
+    # _amount_json inlined: ~35 money objects per order make this the hottest function of bulk staging
+    return {
+        "amount": _amount_text(amount) if type(amount) is str else amount,
+        "currency_code": value.get("currencyCode"),
+    }
 
 
 def _bag(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
+    shop, presentment = value.get("shopMoney"), value.get("presentmentMoney")
     return {
-        "shop_money": _money(value.get("shopMoney")),
-        "presentment_money": _money(value.get("presentmentMoney")),
+        "shop_money": None if shop is None else _money(shop),
+        "presentment_money": None if presentment is None else _money(presentment),
     }
+
+
+def _list(values: Any, convert: Callable[[Mapping[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+    return [convert(value) for value in values] if values else []
 
 
 def _tax_line(value: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "title": value.get("title"),
-        "rate": value.get("rate"),
-        "rate_percentage": value.get("ratePercentage"),
-        "channel_liable": value.get("channelLiable"),
+        "rate": _rate(value.get("rate")),
+        "rate_percentage": _rate(value.get("ratePercentage")),
+        "channel_liable": _bool(value.get("channelLiable")),
         "price_set": _bag(value.get("priceSet")),
     }
 
@@ -304,7 +443,7 @@ def _discount_allocation(value: Mapping[str, Any]) -> dict[str, Any]:
     application = value.get("discountApplication") or {}
     return {
         "allocated_amount_set": _bag(value.get("allocatedAmountSet")),
-        "discount_application_index": application.get("index"),
+        "discount_application_index": _int(application.get("index")),
     }
 
 
@@ -312,14 +451,18 @@ def _discount_application(value: Mapping[str, Any]) -> dict[str, Any]:
     amount = value.get("value") or {}
     value_type = amount.get("__typename") or ("MoneyV2" if "amount" in amount else "PricingPercentageValue")
     return {
-        "index": value.get("index"),
+        "index": _int(value.get("index")),
         "allocation_method": value.get("allocationMethod"),
         "target_selection": value.get("targetSelection"),
         "target_type": value.get("targetType"),
         "value_type": value_type,
         "value_amount": _money(amount) if "amount" in amount else None,
-        "value_percentage": amount.get("percentage"),
+        "value_percentage": _rate(amount.get("percentage")),
     }
+
+
+def _duty(value: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": value.get("id"), "price_set": _bag(value.get("price"))}
 
 
 def _line_item(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -328,18 +471,18 @@ def _line_item(value: Mapping[str, Any]) -> dict[str, Any]:
         "id": value.get("id"),
         "sku": value.get("sku"),
         "name": value.get("name"),
-        "quantity": value.get("quantity"),
-        "current_quantity": value.get("currentQuantity"),
-        "requires_shipping": value.get("requiresShipping"),
-        "is_gift_card": value.get("isGiftCard"),
-        "taxable": value.get("taxable"),
+        "quantity": _int(value.get("quantity")),
+        "current_quantity": _int(value.get("currentQuantity")),
+        "requires_shipping": _bool(value.get("requiresShipping")),
+        "is_gift_card": _bool(value.get("isGiftCard")),
+        "taxable": _bool(value.get("taxable")),
         "variant_id": variant.get("id"),
         "inventory_item_id": _nested_id(variant.get("inventoryItem")),
         "original_unit_price_set": _bag(value.get("originalUnitPriceSet")),
         "discounted_total_set": _bag(value.get("discountedTotalSet")),
-        "tax_lines": [_tax_line(t) for t in value.get("taxLines") or []],
-        "discount_allocations": [_discount_allocation(a) for a in value.get("discountAllocations") or []],
-        "duties": [{"id": d.get("id"), "price_set": _bag(d.get("price"))} for d in value.get("duties") or []],
+        "tax_lines": _list(value.get("taxLines"), _tax_line),
+        "discount_allocations": _list(value.get("discountAllocations"), _discount_allocation),
+        "duties": _list(value.get("duties"), _duty),
     }
 
 
@@ -352,8 +495,8 @@ def _shipping_line(value: Mapping[str, Any]) -> dict[str, Any]:
         "is_removed": bool(value.get("isRemoved")),
         "original_price_set": _bag(value.get("originalPriceSet")),
         "discounted_price_set": _bag(value.get("discountedPriceSet")),
-        "tax_lines": [_tax_line(t) for t in value.get("taxLines") or []],
-        "discount_allocations": [_discount_allocation(a) for a in value.get("discountAllocations") or []],
+        "tax_lines": _list(value.get("taxLines"), _tax_line),
+        "discount_allocations": _list(value.get("discountAllocations"), _discount_allocation),
     }
 
 
@@ -361,14 +504,14 @@ def _refund(value: Mapping[str, Any]) -> dict[str, Any]:
     where = f"refund {value.get('id')}"
     return {
         "id": value.get("id"),
-        "created_at": value.get("createdAt"),
-        "updated_at": value.get("updatedAt"),
-        "processed_at": value.get("processedAt"),
+        "created_at": _timestamp(value.get("createdAt")),
+        "updated_at": _timestamp(value.get("updatedAt")),
+        "processed_at": _timestamp(value.get("processedAt")),
         "note": value.get("note"),
         "total_refunded_set": _bag(value.get("totalRefundedSet")),
         "refund_line_items": [
             {
-                "quantity": item.get("quantity"),
+                "quantity": _int(item.get("quantity")),
                 "restock_type": item.get("restockType"),
                 "line_item_id": _nested_id(item.get("lineItem")),
                 "sku": (item.get("lineItem") or {}).get("sku"),
@@ -394,8 +537,8 @@ def _fulfillment(value: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": value.get("id"),
         "name": value.get("name"),
-        "created_at": value.get("createdAt"),
-        "updated_at": value.get("updatedAt"),
+        "created_at": _timestamp(value.get("createdAt")),
+        "updated_at": _timestamp(value.get("updatedAt")),
         "status": value.get("status"),
         "display_status": value.get("displayStatus"),
         "location_id": _nested_id(value.get("location")),
@@ -405,7 +548,7 @@ def _fulfillment(value: Mapping[str, Any]) -> dict[str, Any]:
         ],
         "fulfillment_line_items": [
             {
-                "quantity": item.get("quantity"),
+                "quantity": _int(item.get("quantity")),
                 "line_item_id": _nested_id(item.get("lineItem")),
                 "sku": (item.get("lineItem") or {}).get("sku"),
             }
@@ -414,31 +557,34 @@ def _fulfillment(value: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _order(node: Mapping[str, Any]) -> dict[str, Any]:
+def order_payload(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored payload of an order node: for a node the model accepts, exactly
+    ``ShopifyOrder.from_graphql(node).to_payload()`` (same keys in the same order, same values), without
+    building the model. Raises ``IncompleteOrderError`` for unread pages; does not validate otherwise."""
     where = f"order {node.get('id')}"
     customer = node.get("customer") or {}
     customer_email = (customer.get("defaultEmailAddress") or {}).get("emailAddress")
     return {
         "id": node.get("id"),
-        "legacy_resource_id": node.get("legacyResourceId"),
+        "legacy_resource_id": _int(node.get("legacyResourceId")),
         "name": node.get("name"),
         "email": node.get("email"),
         "customer_id": customer.get("id"),
         "customer_email": customer_email,
-        "created_at": node.get("createdAt"),
-        "updated_at": node.get("updatedAt"),
-        "processed_at": node.get("processedAt"),
-        "cancelled_at": node.get("cancelledAt"),
-        "closed_at": node.get("closedAt"),
+        "created_at": _timestamp(node.get("createdAt")),
+        "updated_at": _timestamp(node.get("updatedAt")),
+        "processed_at": _timestamp(node.get("processedAt")),
+        "cancelled_at": _timestamp(node.get("cancelledAt")),
+        "closed_at": _timestamp(node.get("closedAt")),
         "cancel_reason": node.get("cancelReason"),
-        "test": node.get("test"),
+        "test": _bool(node.get("test")),
         "source_name": node.get("sourceName"),
         "po_number": node.get("poNumber"),
         "display_financial_status": node.get("displayFinancialStatus"),
         "display_fulfillment_status": node.get("displayFulfillmentStatus"),
         "currency_code": node.get("currencyCode"),
         "presentment_currency_code": node.get("presentmentCurrencyCode"),
-        "taxes_included": node.get("taxesIncluded"),
+        "taxes_included": _bool(node.get("taxesIncluded")),
         "total_price_set": _bag(node.get("totalPriceSet")),
         "subtotal_price_set": _bag(node.get("subtotalPriceSet")),
         "total_tax_set": _bag(node.get("totalTaxSet")),
@@ -446,7 +592,7 @@ def _order(node: Mapping[str, Any]) -> dict[str, Any]:
         "total_discounts_set": _bag(node.get("totalDiscountsSet")),
         "current_total_price_set": _bag(node.get("currentTotalPriceSet")),
         "original_total_duties_set": _bag(node.get("originalTotalDutiesSet")),
-        "tax_lines": [_tax_line(t) for t in node.get("taxLines") or []],
+        "tax_lines": _list(node.get("taxLines"), _tax_line),
         "discount_applications": [
             _discount_application(a)
             for a in _items(node.get("discountApplications"), where=f"{where} discountApplications")
@@ -455,6 +601,6 @@ def _order(node: Mapping[str, Any]) -> dict[str, Any]:
         "shipping_lines": [
             _shipping_line(s) for s in _items(node.get("shippingLines"), where=f"{where} shippingLines")
         ],
-        "refunds": [_refund(r) for r in node.get("refunds") or []],
-        "fulfillments": [_fulfillment(f) for f in node.get("fulfillments") or []],
+        "refunds": _list(node.get("refunds"), _refund),
+        "fulfillments": _list(node.get("fulfillments"), _fulfillment),
     }

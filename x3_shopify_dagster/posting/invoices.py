@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from x3_shopify_dagster.domain.credit_memos import (
     CreditMemoDraft,
@@ -52,6 +53,7 @@ from x3_shopify_dagster.storage.exactly_once import (
     run_exactly_once,
 )
 from x3_shopify_dagster.storage.ledger import (
+    FailureReason,
     GlLine,
     InvalidTransition,
     LedgerEventType,
@@ -220,6 +222,7 @@ class InvoicePoster:
         self.workers = max(1, workers)
         self._customers: dict[str, list[dict[str, Any]]] = {}
         self._orders: dict[tuple[str, str], ShopifyOrder] = {}
+        self._invalid: dict[tuple[str, str], ValidationError] = {}
         self._gl: _GlIndex | None = None
         self._replay_failed = True
 
@@ -230,10 +233,19 @@ class InvoicePoster:
         """Post the partition's orders. ``replay_failed``: also retry its failed orders (a re-materialization or
         a replay); routine change-driven runs leave them alone until something was fixed."""
         staged = list(self.staging.latest_changed_between(store, window.start, window.end))
-        # Validated once here; _process reuses the model for the version the ledger holds.
-        self._orders = {(s.order_id, s.content_hash): ShopifyOrder.model_validate(s.payload) for s in staged}
+        # Staging stores payloads unvalidated: each is validated once here, and _process reuses the model for
+        # the version the ledger holds. One that does not validate is observed all the same, without its payload
+        # (the ledger keeps only JSON-safe, Decimal-only input), and fails in _process with the fields named.
+        self._orders = {}
+        self._invalid = {}
+        for version in staged:
+            key = (version.order_id, version.content_hash)
+            try:
+                self._orders[key] = ShopifyOrder.model_validate(version.payload)
+            except ValidationError as error:
+                self._invalid[key] = error
         versions = [
-            self._source_version(store, partition, s, self._orders[(s.order_id, s.content_hash)]) for s in staged
+            self._source_version(store, partition, s, self._orders.get((s.order_id, s.content_hash))) for s in staged
         ]
         observations = self.ledger.observe_many(versions, run_id=self.owner)
         self._customers = dict(self.snapshots.items(CUSTOMERS))
@@ -262,8 +274,8 @@ class InvoicePoster:
         return order is not None and (bool(order.refunds) or order.cancelled_at is not None)
 
     @staticmethod
-    def _source_version(store: str, partition: str, staged: Any, order: ShopifyOrder) -> SourceVersion:
-        money = order.total_price_set.shop_money
+    def _source_version(store: str, partition: str, staged: Any, order: ShopifyOrder | None) -> SourceVersion:
+        money = order.total_price_set.shop_money if order is not None else None
         return SourceVersion(
             store=store,
             kind=RecordKind.ORDER,
@@ -272,9 +284,9 @@ class InvoicePoster:
             content_hash=staged.content_hash,
             partition=partition,
             name=staged.order_name,
-            amount=money.amount,
-            currency=money.currency_code,
-            payload=staged.payload,
+            amount=money.amount if money is not None else None,
+            currency=money.currency_code if money is not None else None,
+            payload=staged.payload if order is not None else None,
         )
 
     # -- one order -----------------------------------------------------------------------------------
@@ -314,9 +326,17 @@ class InvoicePoster:
     def _process(self, record: LedgerRecord) -> RecordOutcome:
         if record.state in _CREDITABLE:
             return self._outcome(record, "unchanged")
-        order = self._orders.get((record.source_id, record.source_hash)) or ShopifyOrder.model_validate(
-            record.source_payload
-        )
+        key = (record.source_id, record.source_hash)
+        order = self._orders.get(key)
+        if order is None:
+            invalid = self._invalid.get(key)
+            if invalid is None:
+                try:
+                    order = ShopifyOrder.model_validate(record.source_payload)
+                except ValidationError as error:
+                    invalid = error
+            if invalid is not None:
+                return self._invalid_order(record, invalid)
         store = record.store
         customer_code, match_failure = self._match(order) if record.x3_customer is None else (record.x3_customer, None)
         result = build_invoice(
@@ -691,6 +711,22 @@ class InvoicePoster:
         return self._fail(record, reason, f"X3 refused {doing}: {text}. Fix the data in X3 or the mapping, then "
                           "re-materialize this partition.", {"x3_messages": messages}, kind=kind)
 
+    def _invalid_order(self, record: LedgerRecord, error: ValidationError) -> RecordOutcome:
+        # Input values are left out of the message and details: they may be personal data (e-mails).
+        problems = [
+            {"field": _field_path(problem["loc"]), "problem": problem["msg"], "got": type(problem["input"]).__name__}
+            for problem in error.errors(include_url=False)
+        ]
+        listed = "; ".join(f"{p['field']}: {p['problem']} (got a {p['got']})" for p in problems[:5])
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        return self._fail(
+            record, FailureReason.INVALID_ORDER.value,
+            f"Shopify order {record.source_name or record.source_id} does not read as an order: {listed}{more}. "
+            "Nothing was sent to X3. Fix: check these fields of the order in Shopify (an edit there brings a new "
+            "version); if Shopify's data is right, the connector's order model must learn it, then replay.",
+            {"fields": [p["field"] for p in problems], "problems": problems},
+        )
+
     def _fail(self, record: LedgerRecord, reason: str, message: str, details: Mapping[str, Any] | None = None,
               x3_documents: Mapping[str, Any] | None = None, *, kind: str = "order") -> RecordOutcome:
         failed = self.ledger.mark_failed(record.id, reason, message, run_id=self.owner, details=details,
@@ -721,6 +757,14 @@ class InvoicePoster:
             credit_memo=(record.x3_documents or {}).get("credit_memo"),
             restock="; ".join(f"{r.quantity} x {r.item} {r.restock_type}" for r in memo.restocks) if memo else "",
         )
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    """pydantic's error location as an order path, e.g. ``line_items[2].original_unit_price_set.shop_money``."""
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "order"
 
 
 def _failure_details(failure: MappingFailure) -> dict[str, Any]:

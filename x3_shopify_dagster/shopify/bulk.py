@@ -37,7 +37,9 @@ from x3_shopify_dagster.shopify.errors import (
     ShopifyUserErrors,
 )
 from x3_shopify_dagster.shopify.orders import (
+    OrderBuilder,
     OrderReader,
+    OrderT,
     PullStats,
     _check_window,
     _search_timestamp,
@@ -186,19 +188,26 @@ class BulkOrderExporter:
         self.stats = PullStats(mode="bulk")
 
     def iter_changed_orders(
-        self, lo: datetime, hi: datetime, *, fallback: OrderReader | None = None
-    ) -> Iterator[ShopifyOrder]:
+        self,
+        lo: datetime,
+        hi: datetime,
+        *,
+        fallback: OrderReader | None = None,
+        build: OrderBuilder[OrderT] = ShopifyOrder.from_graphql,
+    ) -> Iterator[OrderT]:
+        """The orders changed in [lo, hi); ``build`` turns each completed node into what is yielded (the
+        validated model by default), in the file, the re-reads and the fallback alike."""
         _check_window(lo, hi)
         self.stats = PullStats(mode="bulk")
         self._details.stats = self.stats  # one set of counters for the whole pull
         seen: set[tuple[str, datetime]] = set()
 
-        operation_id = yield from self._start(orders_search_query(lo, hi), lo, hi, fallback, seen)
+        operation_id = yield from self._start(orders_search_query(lo, hi), lo, hi, fallback, seen, build)
         if operation_id is None:
             return
         final = self._wait(operation_id)
         if final is None:
-            yield from self._fall_back(fallback, lo, hi, f"bulk operation ran past {self.timeout_s:g}s", seen)
+            yield from self._fall_back(fallback, lo, hi, f"bulk operation ran past {self.timeout_s:g}s", seen, build)
             return
         status = str(final.get("status"))
         self.stats.bulk_status = status
@@ -206,20 +215,22 @@ class BulkOrderExporter:
             url = final.get("url")
             read = _FileRead()
             if url:  # Shopify gives no URL when nothing matched
-                yield from self._read_file(str(url), read, seen)
-            yield from self._refetch_orphans(read)
+                yield from self._read_file(str(url), read, seen, build)
+            yield from self._refetch_orphans(read, build)
             if read.interrupted:
-                yield from self._fall_back(fallback, read.newest_updated_at or lo, hi, read.interrupted, seen)
+                yield from self._fall_back(fallback, read.newest_updated_at or lo, hi, read.interrupted, seen, build)
             return
         reason = f"bulk operation {status} ({final.get('errorCode') or 'no error code'})"
         partial_url = final.get("partialDataUrl")
         if status == "FAILED" and partial_url:
             read = _FileRead()
-            yield from self._read_file(str(partial_url), read, seen, whole_file=False)
-            yield from self._refetch_orphans(read)
-            yield from self._fall_back(fallback, read.newest_updated_at or lo, hi, reason + ", partial data", seen)
+            yield from self._read_file(str(partial_url), read, seen, build, whole_file=False)
+            yield from self._refetch_orphans(read, build)
+            yield from self._fall_back(
+                fallback, read.newest_updated_at or lo, hi, reason + ", partial data", seen, build
+            )
             return
-        yield from self._fall_back(fallback, lo, hi, reason, seen)
+        yield from self._fall_back(fallback, lo, hi, reason, seen, build)
 
     # --- Steps -------------------------------------------------------------------------------------------
 
@@ -230,7 +241,8 @@ class BulkOrderExporter:
         hi: datetime,
         fallback: OrderReader | None,
         seen: set[tuple[str, datetime]],
-    ) -> Generator[ShopifyOrder, None, str | None]:
+        build: OrderBuilder[OrderT],
+    ) -> Generator[OrderT, None, str | None]:
         """Start the job; returns its id, or None after falling back (yielding the fallback's orders)."""
         try:
             data = self._client.execute(load_document("bulk_orders_run"), {"query": bulk_orders_query(search)}).data
@@ -246,7 +258,7 @@ class BulkOrderExporter:
         else:
             refused = None
         if refused is not None:
-            yield from self._fall_back(fallback, lo, hi, refused, seen)
+            yield from self._fall_back(fallback, lo, hi, refused, seen, build)
             return None
         operation = data["bulkOperationRunQuery"]["bulkOperation"]
         self.stats.bulk_operation_id = str(operation["id"])
@@ -279,8 +291,14 @@ class BulkOrderExporter:
         self.stats.bulk_status = "CANCELING"
 
     def _read_file(
-        self, url: str, read: _FileRead, seen: set[tuple[str, datetime]], *, whole_file: bool = True
-    ) -> Iterator[ShopifyOrder]:
+        self,
+        url: str,
+        read: _FileRead,
+        seen: set[tuple[str, datetime]],
+        build: OrderBuilder[OrderT],
+        *,
+        whole_file: bool = True,
+    ) -> Iterator[OrderT]:
         """Yield the file's orders. The orders still buffered when a partial file or an interrupted download
         ends may lack children that were never written: they are dropped, and the fallback (which starts at
         the newest order yielded, the file being sorted by updatedAt) reads them again."""
@@ -298,21 +316,21 @@ class BulkOrderExporter:
                     for order in assembler.feed(row):
                         batch.append(order)
                         if len(batch) >= batch_size:
-                            yield from self._complete(batch, read, seen)
+                            yield from self._complete(batch, read, seen, build)
                             batch = []
         except ShopifyTransportError as error:
             # The orders still buffered may lack children: drop them, the fallback re-reads them.
             read.interrupted = f"bulk result download interrupted: {error}"
             logger.warning("%s", read.interrupted)
-            yield from self._complete(batch, read, seen)
+            yield from self._complete(batch, read, seen, build)
             return
         if whole_file:
             batch.extend(assembler.finish())
-        yield from self._complete(batch, read, seen)
+        yield from self._complete(batch, read, seen, build)
 
     def _complete(
-        self, rows: list[dict[str, Any]], read: _FileRead, seen: set[tuple[str, datetime]]
-    ) -> Iterator[ShopifyOrder]:
+        self, rows: list[dict[str, Any]], read: _FileRead, seen: set[tuple[str, datetime]], build: OrderBuilder[OrderT]
+    ) -> Iterator[OrderT]:
         fresh = []
         for row in rows:
             updated_at = parse_timestamp(row["updatedAt"])
@@ -325,15 +343,15 @@ class BulkOrderExporter:
             seen.add(key)
             fresh.append(row)
         if fresh:
-            yield from self._details.complete_orders(fresh)
+            yield from self._details.complete_orders(fresh, build=build)
 
-    def _refetch_orphans(self, read: _FileRead) -> Iterator[ShopifyOrder]:
+    def _refetch_orphans(self, read: _FileRead, build: OrderBuilder[OrderT]) -> Iterator[OrderT]:
         if not read.orphans:
             return
         logger.warning("bulk result: re-reading %d order(s) whose rows arrived out of reach", len(read.orphans))
         self.stats.orphans_refetched += len(read.orphans)
         # Yielded even when (id, updatedAt) was seen: the earlier version lacked some children.
-        yield from self._details.fetch_orders_by_id(read.orphans)
+        yield from self._details.fetch_orders_by_id(read.orphans, build=build)
 
     def _fall_back(
         self,
@@ -342,7 +360,8 @@ class BulkOrderExporter:
         hi: datetime,
         reason: str,
         seen: set[tuple[str, datetime]],
-    ) -> Iterator[ShopifyOrder]:
+        build: OrderBuilder[OrderT],
+    ) -> Iterator[OrderT]:
         if fallback is None:
             raise BulkOperationError(f"{reason}; no fallback reader given", operation="BulkOrdersRun")
         self.stats.fallbacks += 1
@@ -350,7 +369,7 @@ class BulkOrderExporter:
         logger.warning("bulk export: %s; paging [%s, %s) instead", reason, lo.isoformat(), hi.isoformat())
         if _search_timestamp(lo) >= _search_timestamp(hi):
             return
-        for order in fallback.iter_changed_orders(lo, hi):
+        for order in fallback.iter_changed_orders(lo, hi, build=build):
             key = (order.id, order.updated_at)
             if key in seen:
                 self.stats.duplicates_skipped += 1

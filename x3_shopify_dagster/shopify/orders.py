@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from x3_shopify_dagster.domain.shopify_orders import ShopifyOrder
 from x3_shopify_dagster.shopify.client import GraphQLResponse, ShopifyClient
@@ -25,6 +25,21 @@ logger = logging.getLogger(__name__)
 _VANISHED = object()  # marks a connection whose owner was deleted while it was being paged
 MAX_PAGE_SIZE = 250  # Shopify's limit for one connection page
 AFTER_SALES_LIST_LIMIT = 20  # refunds(first: 20) / fulfillments(first: 20) in the documents
+
+
+class PulledOrder(Protocol):
+    """What a reader's ``build`` makes of a completed order node: ``ShopifyOrder`` (validated, the default)
+    or ``NormalisedOrder`` (the staging payload, validated later by posting)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+OrderT = TypeVar("OrderT", bound=PulledOrder)
+OrderBuilder = Callable[[Mapping[str, Any]], OrderT]
 
 
 def orders_search_query(lo: datetime, hi: datetime) -> str:
@@ -173,8 +188,12 @@ class OrderReader:
             newest_updated_at=parse_timestamp(newest[0]["updatedAt"]) if newest else None,
         )
 
-    def iter_changed_orders(self, lo: datetime, hi: datetime) -> Iterator[ShopifyOrder]:
-        """Every order whose updatedAt is in [lo, hi), oldest change first, complete, once per version."""
+    def iter_changed_orders(
+        self, lo: datetime, hi: datetime, *, build: OrderBuilder[OrderT] = ShopifyOrder.from_graphql
+    ) -> Iterator[OrderT]:
+        """Every order whose updatedAt is in [lo, hi), oldest change first, complete, once per version.
+
+        ``build`` turns each completed node into what is yielded (the validated model by default)."""
         _check_window(lo, hi)
         self.stats = PullStats(mode="paged")
         search = orders_search_query(lo, hi)
@@ -196,13 +215,15 @@ class OrderReader:
             connection = self._run(document, variables, outer="orders").data["orders"]
             self.stats.pages += 1
             fresh = [node for node in connection.get("nodes") or [] if self._first_sighting(node, seen)]
-            yield from self.complete_orders(fresh)
+            yield from self.complete_orders(fresh, build=build)
             page_info = connection.get("pageInfo") or {}
             if not page_info.get("hasNextPage"):
                 return
             cursor = page_info.get("endCursor")
 
-    def fetch_orders_by_id(self, ids: Iterable[str]) -> Iterator[ShopifyOrder]:
+    def fetch_orders_by_id(
+        self, ids: Iterable[str], *, build: OrderBuilder[OrderT] = ShopifyOrder.from_graphql
+    ) -> Iterator[OrderT]:
         """Complete orders by GID (orders that no longer exist are skipped and counted as vanished)."""
         pending = list(dict.fromkeys(ids))
         document = load_document("orders_by_id")
@@ -221,10 +242,12 @@ class OrderReader:
             nodes = [node for node in response.data.get("nodes") or [] if node]
             self.stats.vanished_orders += sent - len(nodes)
             pending = pending[sent:]
-            yield from self.complete_orders(nodes)
+            yield from self.complete_orders(nodes, build=build)
 
-    def complete_orders(self, nodes: Sequence[Mapping[str, Any]]) -> list[ShopifyOrder]:
-        """Page the nested connections of order nodes, attach refund/fulfilment details, validate.
+    def complete_orders(
+        self, nodes: Sequence[Mapping[str, Any]], *, build: OrderBuilder[OrderT] = ShopifyOrder.from_graphql
+    ) -> list[OrderT]:
+        """Page the nested connections of order nodes, attach refund/fulfilment details, then ``build`` each.
 
         Accepts page nodes (connections with pageInfo) and assembled bulk rows (children as lists).
         """
@@ -235,7 +258,7 @@ class OrderReader:
         for node in present:
             if node.get("_vanished"):
                 continue
-            orders.append(ShopifyOrder.from_graphql(node))
+            orders.append(build(node))
         self.stats.orders += len(orders)
         return orders
 

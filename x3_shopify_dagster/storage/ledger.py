@@ -61,6 +61,7 @@ class FailureReason(enum.StrEnum):
     AMOUNT_MISMATCH = "amount_mismatch"
     PERIOD_CLOSED = "period_closed"
     X3_ERROR = "x3_error"
+    INVALID_ORDER = "invalid_order"  # the staged Shopify payload does not validate as an order
 
 
 class SkipReason(enum.StrEnum):

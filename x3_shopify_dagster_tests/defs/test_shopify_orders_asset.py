@@ -109,6 +109,29 @@ def test_sensor_window_is_honoured_and_bulk_mode_stages_the_same_orders(
     assert narrow["orders_new"] == 0  # already staged by the bulk run
 
 
+def test_a_paged_pull_after_a_bulk_pull_of_the_same_day_finds_every_order_unchanged(
+    fresh_shopify_sandbox, runtime_factory, clock
+):
+    """Both modes stage the same payload and content hash (flows.md §6: dedupe on (id, updatedAt, content hash)):
+    a paged re-run after a bulk run stages no second version of any order."""
+    runtime = runtime_factory(fresh_shopify_sandbox)
+    day = business_day(clock() - timedelta(days=1), TZ)
+    expected = _orders_on(fresh_shopify_sandbox, "eu", day)
+    assert expected
+    bulk = _materialize(runtime, day, "eu", {"ops": {"shopify_orders": {"config": {"mode": "BULK"}}}})
+    assert (bulk["mode"], bulk["orders_new"]) == ("bulk", len(expected))
+    staged_by_bulk = {o.order_id: (o.content_hash, o.payload) for o in runtime.order_staging().latest_changed_between(
+        "eu", *_bounds(bulk))}
+
+    paged = _materialize(runtime, day, "eu", {"ops": {"shopify_orders": {"config": {"mode": "PAGED"}}}})
+    assert paged["mode"] == "paged"
+    assert (paged["orders_new"], paged["orders_changed"], paged["orders_unchanged"]) == (0, 0, len(expected))
+    for order in expected:
+        assert len(runtime.order_staging().versions("eu", f"gid://shopify/Order/{order.legacy_id}")) == 1
+    assert {o.order_id: (o.content_hash, o.payload) for o in runtime.order_staging().latest_changed_between(
+        "eu", *_bounds(bulk))} == staged_by_bulk
+
+
 @pytest.mark.parametrize("store", ["eu"])
 def test_unauthorised_store_fails_the_run_without_leaking_the_token(fresh_shopify_sandbox, runtime_factory, clock,
                                                                     store):

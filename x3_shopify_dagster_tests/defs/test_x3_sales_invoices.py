@@ -7,6 +7,7 @@ by a replay posts the order; GL accounts named by the mapping must be active bef
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -17,6 +18,8 @@ import pytest
 
 from x3_shopify_dagster.definitions import build_definitions
 from x3_shopify_dagster.defs.partitions import partition_key
+from x3_shopify_dagster.defs.shopify.assets import order_version
+from x3_shopify_dagster.domain.shopify_orders import NormalisedOrder
 from x3_shopify_dagster.domain.windows import business_day, day_window
 from x3_shopify_dagster.posting.invoices import InvoicePoster, PostingReport
 
@@ -128,6 +131,38 @@ def test_missing_customer_fails_with_reason_then_replay_posts_it_once(
     reference = f"SHOPIFY:eu:{order_id.rsplit('/', 1)[-1]}"
     assert _invoices_by_reference(fresh_x3_sandbox)[reference] == 1
     assert "replayed" in [event.event for event in runtime.ledger().history(record.id)]
+
+
+def test_a_staged_payload_that_does_not_validate_fails_that_order_naming_the_field(
+    runtime, fresh_shopify_sandbox, fresh_x3_sandbox, clock
+):
+    """Staging stores payloads unvalidated (docs/performance.md); posting validates each one and a bad one ends
+    failed with a reason naming the field (flows.md §2: every fetched record ends posted, failed or skipped with a
+    reason), while the partition's other orders are posted."""
+    fresh_shopify_sandbox.state.set_clock(clock)
+    good_id = fresh_shopify_sandbox.state.create_order("eu", lines=[("TAMPER-58", 1)])
+    clock.offset += timedelta(seconds=2)
+    day = business_day(clock(), TZ)
+    _materialize(runtime, ["shopify_orders"], day=day, store="eu")
+    staging = runtime.order_staging()
+    good = staging.latest("eu", good_id)
+    payload = copy.deepcopy(good.payload)
+    bad_id = "gid://shopify/Order/990001"
+    payload.update(id=bad_id, legacy_resource_id=990001, name="#BAD-1")
+    payload["line_items"][0]["quantity"] = "two"
+    payload["total_price_set"]["shop_money"]["amount"] = 12.5
+    staging.stage([order_version("eu", NormalisedOrder.from_payload(payload))], run_id="test")
+
+    _, metadata = _materialize(runtime, ["x3_sales_invoices"], day=day, store="eu")
+    assert metadata["x3_sales_invoices"]["orders_failed"] >= 1
+    bad = runtime.ledger().get("eu", "order", bad_id)
+    assert bad.state.value == "failed"
+    assert bad.reason_code == "invalid_order"
+    assert "line_items[0].quantity" in bad.reason_message
+    assert "total_price_set.shop_money.amount" in bad.reason_message
+    assert "Fix:" in bad.reason_message
+    assert runtime.ledger().get("eu", "order", good_id).state.value in {"posted", "invoiced"}
+    assert _invoices_by_reference(fresh_x3_sandbox)["SHOPIFY:eu:990001"] == 0
 
 
 def test_inactive_gl_account_blocks_posting(runtime, fresh_shopify_sandbox, fresh_x3_sandbox, clock):

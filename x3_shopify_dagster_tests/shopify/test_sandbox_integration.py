@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("x3_shopify_dagster.sandboxes.shopify")
 
-from x3_shopify_dagster.domain.shopify_orders import ShopifyOrder
+from x3_shopify_dagster.domain.shopify_orders import NormalisedOrder, ShopifyOrder
 from x3_shopify_dagster.sandboxes.shopify import ShopifySandbox
 from x3_shopify_dagster.shopify import (
     BulkOrderExporter,
@@ -220,6 +220,33 @@ def test_bulk_export_equals_the_paged_pull(
     assert exporter.stats.fallbacks == 0
     assert sorted(bulk, key=lambda o: o.id) == sorted(paged, key=lambda o: o.id)
     assert {o.id for o in bulk} == held_in_window(sandbox, *WINDOW)
+
+
+def test_bulk_and_paged_pulls_build_byte_identical_staging_payloads_and_hashes(
+    sandbox: ShopifySandbox, clock: StoreClock, connect: Callable[..., ShopifyClient]
+) -> None:
+    """What the asset stages (NormalisedOrder, no model) is the same in both pull modes and equals the validated
+    model's payload and hash (flows.md §6: dedupe on (id, updatedAt, content hash) across modes)."""
+    created = create_orders(sandbox, clock, [0, 3, 7, 20, 40])
+    sandbox.state.fulfil(created[1])
+    sandbox.state.refund(created[2], [(0, 1)], shipping=True)
+    client = connect()
+
+    paged = list(OrderReader(client).iter_changed_orders(*WINDOW, build=NormalisedOrder.from_graphql))
+    exporter = BulkOrderExporter(client, poll_interval_s=0.02, timeout_s=30)
+    bulk = list(exporter.iter_changed_orders(*WINDOW, build=NormalisedOrder.from_graphql))
+    models = {order.id: order for order in OrderReader(client).iter_changed_orders(*WINDOW)}
+
+    assert exporter.stats.fallbacks == 0
+    assert len(paged) == len(bulk) == len(models) == len(created)
+    assert {o.id: o.encoded() for o in bulk} == {o.id: o.encoded() for o in paged}
+    for order in paged:
+        model = models[order.id]
+        assert order.payload == model.to_payload()
+        assert order.encoded()[1] == model.content_hash()
+        assert order.to_model() == model
+    assert any(o.payload["refunds"] for o in paged)
+    assert any(o.payload["fulfillments"] for o in paged)
 
 
 def test_bulk_with_a_one_order_buffer_rereads_orphans_and_ends_complete(

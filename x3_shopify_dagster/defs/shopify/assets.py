@@ -12,11 +12,10 @@ import dagster as dg
 from x3_shopify_dagster.defs.metadata import redact_metadata
 from x3_shopify_dagster.defs.partitions import split_partition_key
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
-from x3_shopify_dagster.domain.shopify_orders import ShopifyOrder
+from x3_shopify_dagster.domain.shopify_orders import MalformedOrderError, NormalisedOrder, ShopifyOrder
 from x3_shopify_dagster.domain.windows import Window, day_window, pull_window
 from x3_shopify_dagster.shopify import BulkOrderExporter, ShopifyAuthError, ShopifyProtocolError
 from x3_shopify_dagster.storage import OrderVersion
-from x3_shopify_dagster.storage.database import json_dumps
 
 ORDERS_ASSET_NAME = "shopify_orders"
 
@@ -35,16 +34,20 @@ class ShopifyOrdersConfig(dg.Config):
     mode: PullMode = PullMode.AUTO
 
 
-def order_version(store: str, order: ShopifyOrder) -> OrderVersion:
-    payload = order.to_payload()  # once: the hash is computed from the same dict
+def order_version(store: str, order: NormalisedOrder | ShopifyOrder) -> OrderVersion:
+    """The staged version of a pulled order. The asset pulls ``NormalisedOrder``s (no model is built on the
+    staging path: posting validates each staged payload); a ``ShopifyOrder`` gives the same version."""
+    if isinstance(order, ShopifyOrder):
+        order = NormalisedOrder.from_payload(order.to_payload())
+    payload_json, content_hash = order.encoded()  # one serialisation gives both
     return OrderVersion(
         store=store,
         order_id=order.id,
         order_name=order.name,
         updated_at=order.updated_at,
-        content_hash=order.content_hash(payload),
-        payload=payload,
-        payload_json=json_dumps(payload),
+        content_hash=content_hash,
+        payload=order.payload,
+        payload_json=payload_json,
     )
 
 
@@ -131,10 +134,12 @@ def build_shopify_orders_asset(partitions_def: dg.PartitionsDefinition) -> dg.As
                                  window.start, window.end, mode.value, expected)
                 if mode is PullMode.BULK:
                     exporter = BulkOrderExporter(client, details_reader=connector.order_reader(client))
-                    orders = exporter.iter_changed_orders(window.start, window.end, fallback=reader)
+                    orders = exporter.iter_changed_orders(
+                        window.start, window.end, fallback=reader, build=NormalisedOrder.from_graphql
+                    )
                     stats = exporter.stats
                 else:
-                    orders = reader.iter_changed_orders(window.start, window.end)
+                    orders = reader.iter_changed_orders(window.start, window.end, build=NormalisedOrder.from_graphql)
                     stats = reader.stats
                 with fewer_gc_pauses():
                     counts = connector.order_staging().stage(
@@ -151,7 +156,7 @@ def build_shopify_orders_asset(partitions_def: dg.PartitionsDefinition) -> dg.As
                 ),
                 allow_retries=False,
             ) from exc
-        except ShopifyProtocolError as exc:
+        except (ShopifyProtocolError, MalformedOrderError) as exc:
             raise dg.Failure(description=f"Unexpected answer from Shopify for store {store!r}: {exc}",
                              allow_retries=False) from exc
 

@@ -50,9 +50,11 @@ def _fields() -> dict[str, FieldInfo]:
     for field, info in ConnectorSettings.model_fields.items():
         annotation = info.annotation
         if field == "stores":
-            fields.update({f"X3SD_STORES__<KEY>__{name.upper()}": sub for name, sub in StoreSettings.model_fields.items()})
+            store_fields = StoreSettings.model_fields.items()
+            fields.update({f"X3SD_STORES__<KEY>__{name.upper()}": sub for name, sub in store_fields})
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            fields.update({f"X3SD_{field.upper()}__{name.upper()}": sub for name, sub in X3Settings.model_fields.items()})
+            x3_fields = X3Settings.model_fields.items()
+            fields.update({f"X3SD_{field.upper()}__{name.upper()}": sub for name, sub in x3_fields})
         else:
             fields[f"X3SD_{field.upper()}"] = info
     return fields

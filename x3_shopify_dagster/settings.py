@@ -81,7 +81,7 @@ class StoreSettings(BaseModel):
                 raise ValueError(f"location {key!r} must be a Shopify location id (digits) or its GID")
             if not re.fullmatch(r"[A-Za-z0-9_]{1,10}", site.strip()):
                 raise ValueError(f"X3 site for location {key!r} must be an X3 site code such as FR011, got {site!r}")
-            normalised[location] = site.strip()
+            normalised[location] = site.strip().upper()  # X3 site codes are upper case
         return normalised
 
     locations: dict[str, str] = Field(
@@ -110,6 +110,12 @@ class StoreSettings(BaseModel):
     def _derive_site_maps(self) -> StoreSettings:
         """One map is enough when sites and locations pair one to one: the other is derived from it."""
         if self.locations and not self.location_sites:
+            shared = {loc for loc in self.locations.values() if list(self.locations.values()).count(loc) > 1}
+            if shared:
+                raise ValueError(
+                    f"locations: several X3 sites feed the same Shopify location ({', '.join(sorted(shared))}); "
+                    "give each site its own location, or set location_sites to say which site fulfilments ship from"
+                )
             self.location_sites = {location: site for site, location in self.locations.items()}
         elif self.location_sites and not self.locations:
             by_site: dict[str, list[str]] = {}
@@ -117,6 +123,14 @@ class StoreSettings(BaseModel):
                 by_site.setdefault(site.upper(), []).append(location)
             # A site shipping from several locations feeds none of them: which one follows X3 is a choice.
             self.locations = {site: found[0] for site, found in by_site.items() if len(found) == 1}
+        else:
+            for site, location in self.locations.items():
+                ships_from = self.location_sites.get(location)
+                if ships_from is not None and ships_from != site:
+                    raise ValueError(
+                        f"locations maps site {site} to {location}, but location_sites says {location} ships from "
+                        f"{ships_from}: the two maps must agree (or set only one and let the other be derived)"
+                    )
         return self
 
     @field_validator("shop_url")

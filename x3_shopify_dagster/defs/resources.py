@@ -188,3 +188,18 @@ class ConnectorRuntime:
             auth.close()
         if self._database is not None:
             self._database.dispose()
+
+
+def shopify_credentials_fix(settings: ConnectorSettings, store: str, *, scopes: str = "") -> str:
+    """What to do when Shopify refuses a store's credentials, for the store's auth mode (never the token)."""
+    prefix = f"X3SD_STORES__{store.upper()}__"
+    needs = f" (it needs {scopes})" if scopes else ""
+    mode = settings.stores[store].auth_mode if store in settings.stores else "token"
+    if mode == "oauth":
+        action = f"Run `x3sd shopify connect {store}` to authorize the app again{needs}"
+    elif mode == "client_credentials":
+        action = f"Check {prefix}CLIENT_ID / {prefix}CLIENT_SECRET and the app's installation and scopes{needs}"
+    else:
+        action = f"Replace {prefix}ACCESS_TOKEN{needs} (or check {prefix}SHOP_URL), reload the code location"
+    return f"{action}, then re-materialize this partition."
+

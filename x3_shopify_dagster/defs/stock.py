@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 
 from x3_shopify_dagster.defs.partitions import partition_key, split_partition_key
-from x3_shopify_dagster.defs.resources import ConnectorRuntime
+from x3_shopify_dagster.defs.resources import ConnectorRuntime, shopify_credentials_fix
 from x3_shopify_dagster.defs.shopify.fulfillments import refresh_fulfillments
 from x3_shopify_dagster.domain.windows import Window, business_day, day_window
 from x3_shopify_dagster.posting.stock import MovedItemSite, StockPusher, StockPushReport, moved_item_sites
@@ -212,9 +212,8 @@ def build_shopify_inventory_levels_asset(
                 api = client.metrics.snapshot()
         except ShopifyAuthError as exc:
             raise dg.Failure(
-                description=f"Shopify refused the credentials of store {store!r}: {exc}. Replace "
-                f"X3SD_STORES__{store.upper()}__ACCESS_TOKEN (it needs read_products, read_inventory and "
-                "write_inventory), reload the code location and re-materialize this partition.",
+                description=f"Shopify refused the credentials of store {store!r}: {exc}. "
+                + shopify_credentials_fix(settings, store, scopes="read_products, read_inventory and write_inventory"),
                 allow_retries=False,
             ) from exc
         except X3Error as exc:

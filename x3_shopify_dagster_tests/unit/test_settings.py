@@ -105,3 +105,34 @@ def test_x3_basic_auth_needs_user_and_password(env):
     env({**GOOD_STORE, "X3SD_X3__SERVER_URL": "https://x3.example.com", "X3SD_X3__FOLDER": "SEED"})
     with pytest.raises(SettingsError, match="X3SD_X3__PASSWORD"):
         _load()
+
+
+LOC_A, LOC_B = "gid://shopify/Location/101", "gid://shopify/Location/102"
+
+
+def test_one_site_map_is_enough_the_other_is_derived(env):
+    env({**GOOD_STORE, "X3SD_STORES__EU__LOCATIONS__FR011": LOC_A})
+    store = _load().stores["eu"]
+    assert store.locations == {"FR011": LOC_A}
+    assert store.location_sites == {LOC_A: "FR011"}  # fulfilments from that location ship from FR011
+
+
+def test_location_sites_alone_feed_stock_only_where_one_location_ships_from_a_site(env):
+    env({**GOOD_STORE, "X3SD_STORES__EU__LOCATION_SITES": '{"101": "fr011", "102": "FR011", "103": "US011"}'})
+    store = _load().stores["eu"]
+    assert store.location_sites[LOC_A] == "FR011"  # upper-cased: X3 site codes
+    # FR011 ships from two locations: which one follows its stock is a choice the connector does not make.
+    assert store.locations == {"US011": "gid://shopify/Location/103"}
+
+
+def test_two_site_maps_that_disagree_are_refused(env):
+    env({**GOOD_STORE, "X3SD_STORES__EU__LOCATIONS__FR011": LOC_A,
+         "X3SD_STORES__EU__LOCATION_SITES": '{"101": "US011"}'})
+    with pytest.raises(SettingsError, match="must agree"):
+        _load()
+
+
+def test_two_sites_on_one_location_without_location_sites_are_refused(env):
+    env({**GOOD_STORE, "X3SD_STORES__EU__LOCATIONS__FR011": LOC_B, "X3SD_STORES__EU__LOCATIONS__FR012": LOC_B})
+    with pytest.raises(SettingsError, match="same Shopify location"):
+        _load()

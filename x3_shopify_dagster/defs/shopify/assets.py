@@ -11,7 +11,7 @@ import dagster as dg
 
 from x3_shopify_dagster.defs.metadata import redact_metadata
 from x3_shopify_dagster.defs.partitions import split_partition_key
-from x3_shopify_dagster.defs.resources import ConnectorRuntime
+from x3_shopify_dagster.defs.resources import ConnectorRuntime, shopify_credentials_fix
 from x3_shopify_dagster.domain.shopify_orders import MalformedOrderError, NormalisedOrder, ShopifyOrder
 from x3_shopify_dagster.domain.windows import Window, day_window, pull_window
 from x3_shopify_dagster.shopify import BulkOrderExporter, ShopifyAuthError, ShopifyProtocolError
@@ -150,9 +150,8 @@ def build_shopify_orders_asset(partitions_def: dg.PartitionsDefinition) -> dg.As
             # Retrying cannot help: say which setting to fix, then replay the partition.
             raise dg.Failure(
                 description=(
-                    f"Shopify refused the credentials of store {store!r}: {exc}. Replace "
-                    f"X3SD_STORES__{store.upper()}__ACCESS_TOKEN (or check __SHOP_URL), reload the code location "
-                    "and re-materialize this partition."
+                    f"Shopify refused the credentials of store {store!r}: {exc}. "
+                    + shopify_credentials_fix(connector.settings, store)
                 ),
                 allow_retries=False,
             ) from exc

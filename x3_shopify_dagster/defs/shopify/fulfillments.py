@@ -13,7 +13,7 @@ from datetime import timedelta
 import dagster as dg
 
 from x3_shopify_dagster.defs.partitions import partition_key, split_partition_key
-from x3_shopify_dagster.defs.resources import ConnectorRuntime
+from x3_shopify_dagster.defs.resources import ConnectorRuntime, shopify_credentials_fix
 from x3_shopify_dagster.defs.shopify.assets import ShopifyOrdersConfig, _parse_instant, _window_metadata
 from x3_shopify_dagster.defs.shopify.sensors import WatermarkCursor
 from x3_shopify_dagster.domain.windows import business_day, day_window, days_between, pull_window
@@ -96,8 +96,8 @@ def build_shopify_fulfillments_asset(partitions_def: dg.PartitionsDefinition) ->
                 api = client.metrics.snapshot()
         except ShopifyAuthError as exc:
             raise dg.Failure(
-                description=f"Shopify refused the credentials of store {store!r}: {exc}. Replace "
-                f"X3SD_STORES__{store.upper()}__ACCESS_TOKEN, reload the code location and re-materialize.",
+                description=f"Shopify refused the credentials of store {store!r}: {exc}. "
+                + shopify_credentials_fix(settings, store, scopes="read_merchant_managed_fulfillment_orders"),
                 allow_retries=False,
             ) from exc
         except ShopifyProtocolError as exc:

@@ -17,6 +17,7 @@ from typing import Any
 
 import dagster as dg
 
+from x3_shopify_dagster.defs.backpressure import stores_with_waiting_runs
 from x3_shopify_dagster.defs.partitions import partition_key, split_partition_key
 from x3_shopify_dagster.defs.resources import ConnectorRuntime, shopify_credentials_fix
 from x3_shopify_dagster.defs.shopify.fulfillments import refresh_fulfillments
@@ -288,6 +289,9 @@ def evaluate_stock_sensor(
     low = cursor.watermark or high - timedelta(hours=cfg.sensor_initial_lookback_hours)
     if high <= low:
         return dg.SensorResult(skip_reason="No time has passed since the last tick", cursor=context.cursor)
+    if stores_with_waiting_runs(context, STOCK_SENSOR_NAME):
+        # One watermark for all stores: wait until the queued run starts, then request one run for all since.
+        return dg.SensorResult(skip_reason="The last stock run has not started yet", cursor=context.cursor)
     overlap = timedelta(seconds=cfg.stock_overlap_seconds)
     stores_by_site: dict[str, list[str]] = {}
     for store, store_settings in cfg.stores.items():

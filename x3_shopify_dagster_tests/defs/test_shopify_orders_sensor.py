@@ -115,3 +115,38 @@ def test_changes_before_the_first_partition_are_not_requested(fresh_shopify_sand
                               sensor_initial_lookback_hours=24 * days_ago)
     result = _tick(runtime, None)
     assert result.run_requests == []
+
+
+def test_a_store_whose_last_run_is_still_queued_gets_no_new_run_and_keeps_its_window(
+    fresh_shopify_sandbox, runtime_factory
+):
+    """Back-pressure: a queued run of the eu store holds its watermark; us goes on; nothing is lost."""
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    runtime = runtime_factory(fresh_shopify_sandbox)
+    defs = build_definitions(runtime.settings, runtime=runtime)
+    sensor = defs.resolve_sensor_def(SENSOR_NAME)
+    with dg.instance_for_test() as instance:
+        first = sensor.evaluate_tick(dg.build_sensor_context(
+            instance=instance, cursor=None, resources={"connector": runtime}, definitions=defs))
+        instance.add_run(DagsterRun(job_name="__ASSET_JOB", run_id="queued-eu", status=DagsterRunStatus.NOT_STARTED,
+                                    tags={"dagster/sensor_name": SENSOR_NAME, "x3sd/store": "eu"}))
+        fresh_shopify_sandbox.state.create_order("eu")
+        fresh_shopify_sandbox.state.create_order("us")
+        runtime.clock.offset += timedelta(minutes=5)
+        held = sensor.evaluate_tick(dg.build_sensor_context(
+            instance=instance, cursor=first.cursor, resources={"connector": runtime}, definitions=defs))
+        assert {store for _day, store in _requested(held)} == {"us"}
+        before, after = WatermarkCursor.parse(first.cursor), WatermarkCursor.parse(held.cursor)
+        assert after.stores["eu"] == before.stores["eu"]  # eu's window waits for its queued run
+        assert after.stores["us"] > before.stores["us"]
+
+        # The queued run left the queue: the next tick requests one run for everything eu missed meanwhile.
+        instance.delete_run("queued-eu")
+        runtime.clock.offset += timedelta(seconds=5)
+        resumed = sensor.evaluate_tick(dg.build_sensor_context(
+            instance=instance, cursor=held.cursor, resources={"connector": runtime}, definitions=defs))
+        eu_requests = [r for r in resumed.run_requests if r.tags["x3sd/store"] == "eu"]
+        assert eu_requests
+        since = eu_requests[0].run_config["ops"]["shopify_orders"]["config"]["since"]
+        assert since == before.stores["eu"].isoformat()

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from x3_shopify_dagster.defs.backpressure import stores_with_waiting_runs
 from x3_shopify_dagster.defs.partitions import partition_key, split_partition_key
 from x3_shopify_dagster.defs.resources import ConnectorRuntime, shopify_credentials_fix
 from x3_shopify_dagster.defs.shopify.assets import ShopifyOrdersConfig, _parse_instant, _window_metadata
@@ -153,7 +154,11 @@ def build_shopify_fulfillments_sensor(
         run_requests: list[dg.RunRequest] = []
         problems: list[str] = []
         ledger = connector.ledger()
+        waiting_runs = stores_with_waiting_runs(context, FULFILLMENTS_SENSOR_NAME)
         for store in cfg.stores:
+            if store in waiting_runs:
+                context.log.info("Store %s: its last run has not started yet; its window waits for it", store)
+                continue
             low = cursor.stores.get(store, high - timedelta(hours=cfg.sensor_initial_lookback_hours))
             requested: set[str] = set()
             if high > low:

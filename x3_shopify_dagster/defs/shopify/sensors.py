@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
+from x3_shopify_dagster.defs.backpressure import stores_with_waiting_runs
 from x3_shopify_dagster.defs.partitions import partition_key
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
 from x3_shopify_dagster.domain.windows import days_between
@@ -70,9 +71,13 @@ def build_shopify_orders_sensor(
         first_day = cfg.partition_start_date
         run_requests: list[dg.RunRequest] = []
         problems: list[str] = []
+        waiting = stores_with_waiting_runs(context, SENSOR_NAME)
         for store in cfg.stores:
             low = cursor.stores.get(store, high - timedelta(hours=cfg.sensor_initial_lookback_hours))
             if high <= low:
+                continue
+            if store in waiting:
+                context.log.info("Store %s: its last run has not started yet; its window waits for it", store)
                 continue
             try:
                 with connector.shopify_client(store) as client:

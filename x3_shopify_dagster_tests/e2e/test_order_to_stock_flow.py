@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
+from sqlalchemy import update
 
 from x3_shopify_dagster.definitions import build_definitions
 from x3_shopify_dagster.defs.shopify.fulfillments import FULFILLMENTS_SENSOR_NAME
@@ -34,6 +35,7 @@ from x3_shopify_dagster.defs.stock import STOCK_SENSOR_NAME
 from x3_shopify_dagster.domain.fulfillments import delivery_reference
 from x3_shopify_dagster.settings import StoreSettings
 from x3_shopify_dagster.storage.ledger import RecordKind, RecordState
+from x3_shopify_dagster.storage.ledger_schema import ledger_operations
 from x3_shopify_dagster.storage.stock import PushOutcome, StockPushRow, pending_fulfilled_quantities
 
 DEMO_MAPPING = Path(__file__).resolve().parents[2] / "x3_shopify_dagster" / "demo_mapping.yaml"
@@ -251,7 +253,8 @@ def test_order_fulfilment_stock_and_refund_never_oversell_nor_duplicate(flows: F
 
 def test_faults_on_both_sides_are_retried_through_and_nothing_is_duplicated(flows: Flows) -> None:
     """flows.md §3 and §4 under faults during the stock and fulfilment runs: X3 answers 500 to the stock read and
-    drops the answer of the delivery it created (looked up by reference and adopted, never re-created); Shopify
+    drops the answer of the delivery it created (in doubt; the next run looks it up by reference and adopts it,
+    never re-creating it); Shopify
     answers 503, throttles, and drops the answer of the inventory write (looked up by its idempotency key, applied
     once). The runs reach the clean end state, the level never oversells, and a replay sends nothing."""
     shop, x3 = flows.shop, flows.x3
@@ -276,20 +279,33 @@ def test_faults_on_both_sides_are_retried_through_and_nothing_is_duplicated(flow
     assert flows.on_hand() == flows.physical() - 3  # the fulfilment is still pending: no oversell window
     flows.assert_no_oversell("stock run under faults")
 
-    # The fulfilment run: Shopify throttles the page read and answers 500; X3 creates the delivery and the
-    # connection drops before its answer.
+    # The fulfilment run: Shopify throttles the page read and answers 500 (retried through); X3 creates the
+    # delivery and the connection drops before its answer: in doubt, so the run leaves it (and its stock) alone.
     shop.faults.inject("throttled", store=STORE, operation="FulfillmentOrdersPage")
     shop.faults.inject("http_500", store=STORE, operation="FulfillmentOrdersPage")
-    x3.faults.inject("drop_connection", path_contains="save/YSDH")
+    x3.faults.inject("drop_connection", times=None, path_contains="save/YSDH")
     flows.sync(FULFILLMENTS_SENSOR_NAME)
+    x3.faults.clear()
     assert shop.faults.pending() == []
-    assert x3.faults.pending() == []
-    (delivery,) = flows.deliveries(fulfillment_id)  # adopted, never created twice
-    assert delivery.validated
+    (created,) = flows.deliveries(fulfillment_id)
+    assert not created.validated
+    fulfillment = f"gid://shopify/Fulfillment/{fulfillment_id}"
+    assert flows.runtime.ledger().get(STORE, RecordKind.FULFILLMENT, fulfillment).state is not RecordState.DELIVERED
+    assert flows.pending_in_ledger() == 3  # still subtracted: X3 has not issued the stock
+    flows.assert_no_oversell("delivery in doubt")
+
+    # Once the in-doubt run's lease has run out, the next run (here the replay of the day) looks the delivery up by
+    # its reference, adopts it and validates it: never a second delivery.
+    _expire_leases(flows.runtime)
+    partition = dg.MultiPartitionKey({"date": created.ship_date.isoformat(), "store": STORE})
+    flows.replay(FULFILLMENTS_SENSOR_NAME, partition)
+    (delivery,) = flows.deliveries(fulfillment_id)
+    assert (delivery.number, delivery.validated) == (created.number, True)
     assert delivery.invoice_number == invoice.number
-    record = flows.runtime.ledger().get(STORE, RecordKind.FULFILLMENT, f"gid://shopify/Fulfillment/{fulfillment_id}")
+    record = flows.runtime.ledger().get(STORE, RecordKind.FULFILLMENT, fulfillment)
     assert (record.state, record.x3_documents["delivery"]) == (RecordState.DELIVERED, delivery.number)
-    flows.assert_no_oversell("delivery validated")
+    assert "adopted" in [event.event for event in flows.runtime.ledger().history(record.id)]
+    flows.assert_no_oversell("delivery adopted and validated")
 
     flows.sync(STOCK_SENSOR_NAME)  # the delivery's stock issue: X pushed again, unchanged
     assert flows.last_push().outcome is PushOutcome.UNCHANGED
@@ -298,10 +314,15 @@ def test_faults_on_both_sides_are_retried_through_and_nothing_is_duplicated(flow
     flows.assert_no_oversell("converged")
 
     # A replay of every partition touched sends nothing.
-    partition = dg.MultiPartitionKey({"date": delivery.ship_date.isoformat(), "store": STORE})
     for sensor_name in TARGETS:
         flows.replay(sensor_name, partition)
     assert len(flows.deliveries(fulfillment_id)) == 1
     assert [i.number for i in flows.documents(order)] == [invoice.number]
     assert flows.adjustment_groups() == groups_before + 1
     assert flows.on_hand() == flows.physical()
+
+
+def _expire_leases(runtime: Any) -> None:
+    """As if posting_lease_seconds had passed since the in-doubt run claimed its operations."""
+    with runtime.database.transaction(write=True) as connection:
+        connection.execute(update(ledger_operations).values(lease_expires_at=datetime(2000, 1, 1, tzinfo=UTC)))

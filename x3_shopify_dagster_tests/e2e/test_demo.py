@@ -53,6 +53,7 @@ def _flows(ui_port: int) -> dict[str, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_demo_launcher_runs_sensor_triggered_materializations(tmp_path):
     ui_port = _free_port()
     log = (tmp_path / "demo.log").open("w")

@@ -53,7 +53,9 @@ def refresh_fulfillments(connector: ConnectorRuntime, store: str) -> int:
     settings = connector.settings
     now = connector.clock()
     latest = connector.ledger().latest_source_update(store, RecordKind.FULFILLMENT)
-    floor = now - timedelta(hours=settings.sensor_initial_lookback_hours)
+    # Never less than a few sensor intervals back, even with no initial lookback: that is where the unseen ones are.
+    recent = timedelta(seconds=3 * settings.sensor_interval_seconds, minutes=settings.shopify_overlap_minutes)
+    floor = now - max(timedelta(hours=settings.sensor_initial_lookback_hours), recent)
     since = max(floor, latest - timedelta(minutes=settings.shopify_overlap_minutes)) if latest else floor
     with connector.shopify_client(store) as client:
         fulfillments = list(fulfillment_reader(connector, client).iter_changed_fulfillments(since, now))

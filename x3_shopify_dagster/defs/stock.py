@@ -7,11 +7,14 @@
   configured transaction types) at the store's mapped sites.
 - ``shopify_inventory_levels`` sets, for every (item, site) that moved, Shopify's quantity at the mapped
   location to X3's physical stock minus the units fulfilled in Shopify whose X3 delivery is not validated yet.
+- Shopify restocks (refund lines of type RETURN, CANCEL, LEGACY_RESTOCK) raise Shopify's level while X3 does not
+  move: the invoice posting run records a marker for each, and the sensor also requests the (day, store) partition
+  of every marker recorded since its watermark, so the (item, site) is pushed again (X3 stays the authority).
 """
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -184,7 +187,8 @@ def build_shopify_inventory_levels_asset(
         deps=[movements_asset],
         retry_policy=dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL),
         description=(
-            "Shopify stock levels of the items that moved in X3: X3's physical stock per (item, site) minus the "
+            "Shopify stock levels of the items that moved in X3 (or that a Shopify refund restocked): X3's "
+            "physical stock per (item, site) minus the "
             "units fulfilled in Shopify whose X3 delivery is not validated yet, set exactly once with "
             "inventorySetQuantities (compare-and-swap on the quantity read). Never oversells."
         ),
@@ -199,7 +203,11 @@ def build_shopify_inventory_levels_asset(
         movements = connector.stock_store().movements(
             day.isoformat(), store_settings.locations, since=window.start, until=window.end
         )
-        moved: list[MovedItemSite] = moved_item_sites(movements)
+        # Shopify restocks recorded in the window: pushed again although X3 did not move (flows.md §4).
+        restocks = connector.stock_store().restocks_recorded(
+            window.start, window.end, store=store, day=day.isoformat(), sites=store_settings.locations
+        )
+        moved: list[MovedItemSite] = moved_item_sites(movements, restocks)
         try:
             with connector.shopify_client(store) as client, connector.x3_client() as x3:
                 pusher = StockPusher(
@@ -220,6 +228,7 @@ def build_shopify_inventory_levels_asset(
         except X3Error as exc:
             raise dg.Failure(description=f"X3 stock could not be read: {exc}", allow_retries=True) from exc
         metadata = report_metadata(report, api)
+        metadata["shopify_restocks"] = sum(1 for r in restocks if r.actionable)
         context.log.info("Stock %s %s: %s moved, %s set, %s unchanged, %s failed", store, day, report.items_moved,
                          report.quantities_set, report.unchanged, len(report.failures))
         if report.in_doubt:
@@ -237,7 +246,7 @@ def build_shopify_inventory_levels_asset(
 # ----------------------------------------------------------------------------------------------- sensor
 @dataclass
 class StockCursor:
-    """{"v": 1, "watermark": iso, "seen": [movement keys updated in the overlap before the watermark]}"""
+    """{"v": 1, "watermark": iso, "seen": [X3 movement and Shopify restock keys in the overlap before the watermark]}"""
 
     watermark: datetime | None = None
     seen: set[str] = field(default_factory=set)
@@ -267,8 +276,8 @@ def build_x3_stock_sensor(
         target=[movements_asset, levels_asset],
         minimum_interval_seconds=settings.stock_sensor_interval_seconds,
         default_status=status,
-        description="Polls X3's stock journal on its update timestamp and requests the (day, store) partitions "
-        "whose mapped sites moved, with that sub-window.",
+        description="Polls X3's stock journal on its update timestamp, and the Shopify restocks the invoice runs "
+        "recorded, and requests the (day, store) partitions whose mapped sites moved, with that sub-window.",
     )
     def x3_stock_sensor(
         context: dg.SensorEvaluationContext, connector: dg.ResourceParam[ConnectorRuntime]
@@ -317,6 +326,19 @@ def evaluate_stock_sensor(
                     continue
                 for store in stores_by_site[movement.site]:
                     partitions.setdefault((store, day.isoformat()), []).append(movement.updated_at)
+        # Shopify restocks (refunds that put units back on hand) recorded since the watermark, deduped the same way:
+        # nothing moved in X3, but Shopify's level went up, so the store's (item, site) is pushed again.
+        for restock in connector.stock_store().restocks_recorded(low - overlap, high):
+            if restock.recorded_at >= high - overlap:
+                seen_now.add(restock.restock_key)
+            if restock.restock_key in cursor.seen or not restock.actionable:
+                continue
+            store_settings = cfg.stores.get(restock.store)
+            if store_settings is None or restock.site not in store_settings.locations:
+                continue
+            if date.fromisoformat(restock.day) < cfg.partition_start_date:
+                continue
+            partitions.setdefault((restock.store, restock.day), []).append(restock.recorded_at)
     except X3Error as exc:
         # The cursor stays where it was: the next tick reads this window again.
         context.log.warning("Reading the X3 stock journal failed, will retry next tick: %s", exc)
@@ -336,5 +358,6 @@ def evaluate_stock_sensor(
     next_cursor = StockCursor(high, seen_now)
     return dg.SensorResult(
         run_requests=run_requests, cursor=next_cursor.dumps(),
-        skip_reason=None if run_requests else "No counted stock movement at a mapped site since the last tick",
+        skip_reason=None if run_requests else "No counted stock movement at a mapped site, nor Shopify restock, "
+        "since the last tick",
     )

@@ -145,6 +145,7 @@ class RefundLineItem(_Frozen):
     restock_type: str
     line_item_id: str
     sku: str | None = None
+    location_id: str | None = None  # where a restock put the units back (None when nothing was restocked)
     subtotal_set: MoneyBag
     total_tax_set: MoneyBag
 
@@ -515,6 +516,7 @@ def _refund(value: Mapping[str, Any]) -> dict[str, Any]:
                 "restock_type": item.get("restockType"),
                 "line_item_id": _nested_id(item.get("lineItem")),
                 "sku": (item.get("lineItem") or {}).get("sku"),
+                "location_id": _nested_id(item.get("location")),
                 "subtotal_set": _bag(item.get("subtotalSet")),
                 "total_tax_set": _bag(item.get("totalTaxSet")),
             }

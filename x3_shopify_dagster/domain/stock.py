@@ -9,8 +9,11 @@ always under-sells, never oversells.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
+
+from x3_shopify_dagster.domain.shopify_orders import ShopifyOrder
 
 
 @dataclass(frozen=True)
@@ -72,3 +75,79 @@ def sum_pending_lines(
             key = (item, location)
             totals[key] = totals.get(key, 0) + quantity
     return totals
+
+
+# ------------------------------------------------------------------------------------------ Shopify restocks
+# Refund restock types that put units back on hand at a Shopify location (NO_RESTOCK: the customer keeps them).
+RESTOCKING_TYPES = frozenset({"RETURN", "CANCEL", "LEGACY_RESTOCK"})
+
+
+class RestockReason:
+    """Why a restock cannot say which X3 (item, site) to push again (the stock sync's own reason codes)."""
+
+    SKU_NOT_FOUND = "sku_not_found"
+    LOCATION_NOT_MAPPED = "location_not_mapped"
+
+
+@dataclass(frozen=True)
+class ShopifyRestock:
+    """Units a Shopify refund put back on hand: the (item, site) whose X3 figure must be pushed again.
+
+    ``item`` is the line's SKU (the X3 item code) and ``site`` the X3 site whose stock the location follows;
+    either is None when it cannot be told, and ``reason_code``/``reason_message`` then say why and how to fix.
+    """
+
+    restock_key: str  # store|refund id|line item id: one marker per refunded line, however often it is seen
+    store: str
+    order_id: str
+    refund_id: str
+    line_item_id: str
+    restock_type: str
+    quantity: int
+    item: str | None
+    location_id: str | None
+    site: str | None
+    refunded_at: datetime | None
+    reason_code: str | None = None
+    reason_message: str | None = None
+
+
+def shopify_restocks(store: str, order: ShopifyOrder, locations: Mapping[str, str]) -> list[ShopifyRestock]:
+    """The restocked lines of an order's refunds, one per (refund, line item), quantities summed.
+
+    ``locations`` is the store's X3 site → Shopify location map (the locations whose level follows X3). A refund
+    line without a location (older refunds) falls back to the store's only site; with several sites it is not
+    guessed. A line without a SKU, or restocked at a location no site feeds, is kept with its reason.
+    """
+    site_of = {location: site for site, location in locations.items()}
+    only_site = next(iter(locations)) if len(locations) == 1 else None
+    restocks: dict[str, ShopifyRestock] = {}
+    for refund in order.refunds:
+        for line in refund.refund_line_items:
+            if line.restock_type not in RESTOCKING_TYPES or line.quantity <= 0:
+                continue
+            key = f"{store}|{refund.id}|{line.line_item_id}"
+            known = restocks.get(key)
+            if known is not None:  # the same line twice in one refund: one marker, both quantities
+                restocks[key] = replace(known, quantity=known.quantity + line.quantity)
+                continue
+            sku = (line.sku or "").strip() or None
+            location = line.location_id
+            site = site_of.get(location) if location else only_site
+            code = message = None
+            if sku is None:
+                code = RestockReason.SKU_NOT_FOUND
+                message = (f"refunded line {line.line_item_id} of order {order.name} has no SKU, so no X3 item: its "
+                           "Shopify level does not follow X3 (set the X3 item code as the variant's SKU)")
+            elif site is None:
+                code = RestockReason.LOCATION_NOT_MAPPED
+                where = f"location {location}" if location else "no location (and the store maps several sites)"
+                message = (f"{sku} was restocked at {where}, which no X3 site feeds in store {store!r}: Shopify's "
+                           f"level there does not follow X3 (set X3SD_STORES__{store.upper()}__LOCATIONS__<SITE>)")
+            restocks[key] = ShopifyRestock(
+                restock_key=key, store=store, order_id=order.id, refund_id=refund.id,
+                line_item_id=line.line_item_id, restock_type=line.restock_type, quantity=line.quantity, item=sku,
+                location_id=location, site=site, refunded_at=refund.processed_at or refund.created_at,
+                reason_code=code, reason_message=message,
+            )
+    return list(restocks.values())

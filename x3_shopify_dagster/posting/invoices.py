@@ -42,6 +42,7 @@ from x3_shopify_dagster.domain.outcomes import FailureReason as MappingReason
 from x3_shopify_dagster.domain.outcomes import MappingFailure, Skip, SkipReason
 from x3_shopify_dagster.domain.shopify_orders import Refund, ShopifyOrder
 from x3_shopify_dagster.domain.windows import Window
+from x3_shopify_dagster.posting.stock import RestockRecorder
 from x3_shopify_dagster.posting.x3_errors import classify_x3_error, invoice_found, invoice_result, ledger_gl_lines
 from x3_shopify_dagster.storage.exactly_once import (
     ExactlyOnceError,
@@ -109,6 +110,7 @@ class RecordOutcome:
 @dataclass
 class PostingReport:
     outcomes: list[RecordOutcome] = field(default_factory=list)
+    restocks_recorded: int = 0  # Shopify restock markers new in this run (the stock sync pushes X3's figure again)
 
     @property
     def orders(self) -> list[RecordOutcome]:
@@ -210,8 +212,10 @@ class InvoicePoster:
         business_timezone: str,
         lease_s: float = 900.0,
         workers: int = 4,
+        restocks: RestockRecorder | None = None,
     ) -> None:
         self.ledger = ledger
+        self.restocks = restocks
         self.staging = staging
         self.snapshots = snapshots
         self.x3 = x3
@@ -248,10 +252,15 @@ class InvoicePoster:
             self._source_version(store, partition, s, self._orders.get((s.order_id, s.content_hash))) for s in staged
         ]
         observations = self.ledger.observe_many(versions, run_id=self.owner)
+        report = PostingReport()
+        if self.restocks is not None:
+            # Whatever becomes of the order in X3 (posted, failed, skipped), Shopify has already put restocked units
+            # back on hand: mark them so the stock sync pushes X3's figure again (flows.md §4).
+            refunded = [order for order in self._orders.values() if order.refunds]
+            report.restocks_recorded = self.restocks.record(store, refunded, run_id=self.owner).new
         self._customers = dict(self.snapshots.items(CUSTOMERS))
         self._gl = _GlIndex(self.snapshots)
 
-        report = PostingReport()
         work: list[LedgerRecord] = []
         for observation in observations:
             record = observation.record

@@ -14,6 +14,10 @@ For one store:
    `inventorySetQuantities` (≤ 250 per call, `changeFromQuantity` = what was read), exactly once through
    `run_exactly_once`. CHANGE_FROM_QUANTITY_STALE (something moved Shopify in between) re-reads and retries.
 5. Record one audit row per (item, location): set, unchanged or failed with reason.
+
+Shopify restocks (a refund of type RETURN, CANCEL or LEGACY_RESTOCK) raise Shopify's level while X3 does not move:
+the posting run records a marker per restocked line (`RestockRecorder`), and the (item, site) it names is pushed
+again like a moved one, with the same formula, so Shopify comes back to X3 physical - pending.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from x3_shopify_dagster.domain.stock import StockTarget, sellable_quantity
+from x3_shopify_dagster.domain.shopify_orders import ShopifyOrder
+from x3_shopify_dagster.domain.stock import StockTarget, sellable_quantity, shopify_restocks
+from x3_shopify_dagster.domain.windows import business_day
 from x3_shopify_dagster.shopify.errors import (
     ShopifyAuthError,
     ShopifyError,
@@ -51,7 +57,9 @@ from x3_shopify_dagster.storage.exactly_once import (
 )
 from x3_shopify_dagster.storage.ledger import PostingLedger
 from x3_shopify_dagster.storage.stock import (
+    MovementCounts,
     PushOutcome,
+    RestockRow,
     SkuMapping,
     SkuStatus,
     StockMovementRow,
@@ -77,6 +85,7 @@ class FailureCode:
     STALE_RETRIES_EXHAUSTED = "stale_retries_exhausted"
     SHOPIFY_REFUSED = "shopify_refused"
     OUTCOME_UNKNOWN = "outcome_unknown"
+    X3_STOCK_NOT_FOUND = "x3_stock_not_found"
 
 
 class X3StockReader(Protocol):
@@ -85,31 +94,85 @@ class X3StockReader(Protocol):
 
 @dataclass(frozen=True)
 class MovedItemSite:
-    """An X3 (item, site) whose stock moved, and the movements that say so (the push's trigger)."""
+    """An X3 (item, site) to push: the X3 movements that moved it and the Shopify restocks that put units back on
+    Shopify's shelf without X3 moving (the push's trigger)."""
 
     item: str
     site: str
     movement_keys: tuple[str, ...]
     vouchers: tuple[str, ...]
     latest_updated_at: datetime
+    restock_keys: tuple[str, ...] = ()
+    refunds: tuple[str, ...] = ()
+    latest_key: str = ""  # the latest trigger, X3 movement or restock (part of the write's idempotency key)
+
+    @property
+    def restock_only(self) -> bool:
+        """Nothing moved in X3: only Shopify restocks ask for this push."""
+        return not self.movement_keys
 
     @property
     def trigger(self) -> dict[str, Any]:
-        return {"movements": list(self.movement_keys[-20:]), "movement_count": len(self.movement_keys),
-                "vouchers": list(self.vouchers[-20:]), "latest_updated_at": self.latest_updated_at.isoformat()}
+        trigger: dict[str, Any] = {
+            "movements": list(self.movement_keys[-20:]), "movement_count": len(self.movement_keys),
+            "vouchers": list(self.vouchers[-20:]), "latest_updated_at": self.latest_updated_at.isoformat(),
+        }
+        if self.restock_keys:
+            trigger.update(shopify_restocks=list(self.restock_keys[-20:]), restock_count=len(self.restock_keys),
+                           refunds=list(self.refunds[-20:]))
+        return trigger
 
 
-def moved_item_sites(movements: Iterable[StockMovementRow]) -> list[MovedItemSite]:
-    """Group movements by (item, site), oldest first within each pair, pairs in key order."""
+def moved_item_sites(
+    movements: Iterable[StockMovementRow], restocks: Iterable[RestockRow] = ()
+) -> list[MovedItemSite]:
+    """Group X3 movements and Shopify restock markers by (item, site), oldest first within each pair, pairs in key
+    order. Markers that name no (item, site) (recorded with a reason) trigger nothing."""
     grouped: dict[tuple[str, str], list[StockMovementRow]] = {}
+    restocked: dict[tuple[str, str], list[RestockRow]] = {}
     for movement in movements:
         grouped.setdefault((movement.item, movement.site), []).append(movement)
+    for restock in restocks:
+        if restock.actionable and restock.item is not None and restock.site is not None:
+            restocked.setdefault((restock.item, restock.site), []).append(restock)
     moved = []
-    for (item, site), rows in sorted(grouped.items()):
-        rows.sort(key=lambda m: (m.updated_at, m.movement_key))
+    for item, site in sorted(grouped.keys() | restocked.keys()):
+        rows = sorted(grouped.get((item, site), []), key=lambda m: (m.updated_at, m.movement_key))
+        marks = sorted(restocked.get((item, site), []), key=lambda r: (r.recorded_at, r.restock_key))
         vouchers = tuple(dict.fromkeys(m.voucher for m in rows))
-        moved.append(MovedItemSite(item, site, tuple(m.movement_key for m in rows), vouchers, rows[-1].updated_at))
+        triggers = sorted([(m.updated_at, m.movement_key) for m in rows] + [(r.recorded_at, r.restock_key)
+                                                                           for r in marks])
+        moved.append(MovedItemSite(
+            item, site, tuple(m.movement_key for m in rows), vouchers, triggers[-1][0],
+            restock_keys=tuple(r.restock_key for r in marks), refunds=tuple(dict.fromkeys(r.refund_id for r in marks)),
+            latest_key=triggers[-1][1],
+        ))
     return moved
+
+
+class RestockRecorder:
+    """Records a marker for each restocked line of the refunds a posting run sees (flows.md §4): Shopify put the
+    units back on hand, X3 did not move, so the stock sync must push the item's X3 figure again. Idempotent: a
+    marker per (store, refund, line item), whatever the number of runs that see it."""
+
+    def __init__(
+        self, stock_store: StockStore, locations: Mapping[str, Mapping[str, str]], *, clock: Callable[[], datetime],
+        business_timezone: str,
+    ) -> None:
+        self.stock_store = stock_store
+        self.locations = {store: dict(sites) for store, sites in locations.items()}
+        self.clock = clock
+        self.timezone = business_timezone
+
+    def record(self, store: str, orders: Iterable[ShopifyOrder], *, run_id: str | None) -> MovementCounts:
+        restocks = [r for order in orders for r in shopify_restocks(store, order, self.locations.get(store, {}))]
+        if not restocks:
+            return MovementCounts()
+        # The connector's clock, not Shopify's refund time: the stock sensor's watermark may already be past it.
+        now = self.clock()
+        return self.stock_store.record_restocks(
+            restocks, recorded_at=now, day=business_day(now, self.timezone).isoformat(), run_id=run_id
+        )
 
 
 @dataclass
@@ -245,6 +308,15 @@ class StockPusher:
             report.rows.append(self._unmapped(entry, location, mapping))
             return None
         stock = x3_stock.get((entry.item, entry.site))
+        if stock is None and entry.restock_only:
+            # Pushed only because Shopify restocked it, and X3 has never stocked the item there: the SKU may not be
+            # an X3 item at all. Setting 0 would wipe a level X3 does not manage: left alone, with the reason.
+            report.rows.append(self._failed(
+                entry, FailureCode.X3_STOCK_NOT_FOUND,
+                f"Shopify restocked SKU {entry.item}, but X3 has no stock record for item {entry.item} at site "
+                f"{entry.site}: Shopify's level is left alone. If it is an X3 item, receive the return in X3 (its "
+                "movement syncs the level); if not, nothing to do.", location))
+            return None
         physical = stock.physical if stock is not None else Decimal(0)
         target = sellable_quantity(physical, pending.get((mapping.inventory_item_id, location), 0))
         return _Plan(entry, mapping.inventory_item_id, location, target)
@@ -323,7 +395,7 @@ class StockPusher:
                           p.reading.quantity if p.reading else None)
             for p in batch
         ]
-        uri = reference_document_uri(batch_vouchers(batch))
+        uri = reference_document_uri(batch_vouchers(batch), batch_refunds(batch))
         idempotency_key = self._idempotency_key(batch, quantities)
         key = f"shopify:inventory_set:{self.store}:{idempotency_key}"
 
@@ -387,7 +459,7 @@ class StockPusher:
             "store": self.store, "name": self.quantity_name, "reason": self.reason,
             "quantities": sorted(
                 [q.inventory_item_id, q.location_id, q.quantity, q.change_from,
-                 p.reading.updated_at if p.reading else None, p.moved.movement_keys[-1]]
+                 p.reading.updated_at if p.reading else None, p.moved.latest_key]
                 for p, q in zip(batch, quantities, strict=True)
             ),
         }
@@ -434,9 +506,18 @@ def batch_vouchers(batch: Sequence[_Plan]) -> list[str]:
     return list(dict.fromkeys(v for p in batch for v in p.moved.vouchers))
 
 
-def reference_document_uri(vouchers: Sequence[str]) -> str:
-    """Names the X3 stock document behind the change, in the merchant's inventory history: the voucher when one
-    document moved the batch, the latest voucher plus a count otherwise (the audit rows list them all)."""
+def batch_refunds(batch: Sequence[_Plan]) -> list[str]:
+    return list(dict.fromkeys(r for p in batch for r in p.moved.refunds))
+
+
+def reference_document_uri(vouchers: Sequence[str], refunds: Sequence[str] = ()) -> str:
+    """Names the document behind the change, in the merchant's inventory history: the X3 voucher when one document
+    moved the batch, the latest voucher plus a count otherwise (the audit rows list them all); the Shopify refund
+    whose restock X3 overrides when nothing moved in X3."""
+    if not vouchers and refunds:
+        latest_refund = _uri_safe(refunds[-1].rsplit("/", 1)[-1])
+        more = f"?and_more={len(refunds) - 1}" if len(refunds) > 1 else ""
+        return f"{APP_URI}/ShopifyRestock/{latest_refund}{more}"
     if not vouchers:
         return f"{APP_URI}/X3StockSync/unknown"
     latest = _uri_safe(vouchers[-1])

@@ -10,6 +10,10 @@ against these definitions.
   variant, several variants): looked up once, never guessed.
 - `stock_pushes`: append-only, one row per (item, location) a run considered: what was set, from what, X3's
   figure and the pending units subtracted, the X3 movements that triggered it and the Shopify adjustment group.
+- `stock_restocks` (revision 0008): one marker per Shopify refund line that put units back on hand (restock
+  type RETURN, CANCEL, LEGACY_RESTOCK), recorded by the invoice posting run: Shopify raised its level but X3 did
+  not move, so the stock sync pushes the item's X3 figure again (the sensor picks the markers up by
+  `recorded_at`). A marker whose SKU or site cannot be told keeps its reason and triggers nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import Column, Index, Integer, String, Table, Text, UniqueConstraint, select
 
-from x3_shopify_dagster.domain.stock import sum_pending_lines
+from x3_shopify_dagster.domain.stock import ShopifyRestock, sum_pending_lines
 from x3_shopify_dagster.storage.database import ConnectorDatabase
 from x3_shopify_dagster.storage.ledger import (
     PostingLedger,
@@ -92,6 +96,31 @@ stock_pushes = Table(
     Index("ix_stock_pushes_store_partition", "store", "partition", "id"),
 )
 
+stock_restocks = Table(
+    "stock_restocks",
+    metadata,
+    Column("id", BigIntegerId, primary_key=True, autoincrement=True),
+    Column("restock_key", String(255), nullable=False),  # store|refund id|line item id
+    Column("store", String(255), nullable=False),
+    Column("order_id", String(255), nullable=False),
+    Column("refund_id", String(255), nullable=False),
+    Column("line_item_id", String(255), nullable=False),
+    Column("restock_type", String(32), nullable=False),  # RETURN, CANCEL, LEGACY_RESTOCK
+    Column("quantity", Integer(), nullable=False),
+    Column("item", String(255), nullable=True),  # the line's SKU = X3 item code; None: no SKU (see reason)
+    Column("location_id", String(255), nullable=True),  # the Shopify location restocked
+    Column("site", String(32), nullable=True),  # the X3 site that location follows; None: not mapped (see reason)
+    Column("refunded_at", UtcDateTime(), nullable=True),
+    Column("recorded_at", UtcDateTime(), nullable=False),  # the connector's clock: what the stock sensor polls
+    Column("day", String(10), nullable=False),  # business day of recorded_at (the stock partition's date)
+    Column("reason_code", String(64), nullable=True),
+    Column("reason_message", Text(), nullable=True),
+    Column("run_id", String(255), nullable=True),
+    UniqueConstraint("restock_key", name="uq_stock_restocks_restock_key"),
+    Index("ix_stock_restocks_recorded_at", "recorded_at"),
+    Index("ix_stock_restocks_store_day", "store", "day", "recorded_at"),
+)
+
 
 # ------------------------------------------------------------------------------------------ pending quantities
 def pending_fulfilled_quantities(ledger: PostingLedger, store: str) -> dict[tuple[str, str], int]:
@@ -122,6 +151,32 @@ class StockMovementRow:
     voucher: str
     updated_at: datetime
     day: str
+
+
+@dataclass(frozen=True)
+class RestockRow:
+    """A recorded Shopify restock marker (see `stock_restocks`)."""
+
+    restock_key: str
+    store: str
+    order_id: str
+    refund_id: str
+    line_item_id: str
+    restock_type: str
+    quantity: int
+    item: str | None
+    location_id: str | None
+    site: str | None
+    refunded_at: datetime | None
+    recorded_at: datetime
+    day: str
+    reason_code: str | None = None
+    reason_message: str | None = None
+
+    @property
+    def actionable(self) -> bool:
+        """It names an (item, site) to push again."""
+        return self.item is not None and self.site is not None and self.reason_code is None
 
 
 @dataclass(frozen=True)
@@ -223,6 +278,59 @@ class StockStore:
             for r in rows
         ]
 
+    # -- Shopify restocks -----------------------------------------------------------------------------------
+    def record_restocks(
+        self, restocks: Iterable[ShopifyRestock], *, recorded_at: datetime, day: str, run_id: str | None
+    ) -> MovementCounts:
+        """Keep one marker per restocked refund line: a re-run, a replay or a later version of the order meets
+        the same lines again and records nothing new (the first marker keeps its time)."""
+        rows = [
+            {
+                "restock_key": r.restock_key, "store": r.store, "order_id": r.order_id, "refund_id": r.refund_id,
+                "line_item_id": r.line_item_id, "restock_type": r.restock_type, "quantity": r.quantity,
+                "item": r.item, "location_id": r.location_id, "site": r.site, "refunded_at": r.refunded_at,
+                "recorded_at": recorded_at, "day": day, "reason_code": r.reason_code,
+                "reason_message": r.reason_message, "run_id": run_id,
+            }
+            for r in {r.restock_key: r for r in restocks}.values()
+        ]
+        if not rows:
+            return MovementCounts()
+        new = 0
+        with self.database.transaction(write=True) as connection:
+            for start in range(0, len(rows), 500):
+                statement = dialect_insert(connection, stock_restocks).values(rows[start:start + 500])
+                statement = statement.on_conflict_do_nothing(index_elements=["restock_key"])
+                new += len(connection.execute(statement.returning(stock_restocks.c.id)).all())
+        return MovementCounts(new=new, already_staged=len(rows) - new)
+
+    def restocks_recorded(
+        self, since: datetime, until: datetime, *, store: str | None = None, day: str | None = None,
+        sites: Iterable[str] | None = None,
+    ) -> list[RestockRow]:
+        """Markers recorded in [since, until), oldest first (optionally one store's, one day's, these sites')."""
+        c = stock_restocks.c
+        query = select(stock_restocks).where(c.recorded_at >= since, c.recorded_at < until)
+        if store is not None:
+            query = query.where(c.store == store)
+        if day is not None:
+            query = query.where(c.day == day)
+        if sites is not None:
+            query = query.where(c.site.in_(sorted(set(sites))))
+        with self.database.transaction() as connection:
+            rows = connection.execute(query.order_by(c.recorded_at, c.restock_key)).all()
+        return [_restock_row(r) for r in rows]
+
+    def restocks(self, store: str, day: str | None = None) -> list[RestockRow]:
+        """A store's markers (optionally one business day's), oldest first: the audit."""
+        c = stock_restocks.c
+        query = select(stock_restocks).where(c.store == store)
+        if day is not None:
+            query = query.where(c.day == day)
+        with self.database.transaction() as connection:
+            rows = connection.execute(query.order_by(c.recorded_at, c.restock_key)).all()
+        return [_restock_row(r) for r in rows]
+
     # -- SKU map -----------------------------------------------------------------------------------------
     def sku_mapping(self, store: str, sku: str) -> SkuMapping | None:
         c = shopify_inventory_items.c
@@ -299,3 +407,12 @@ class StockStore:
             )
             for r in rows
         ]
+
+
+def _restock_row(r: Any) -> RestockRow:
+    return RestockRow(
+        restock_key=r.restock_key, store=r.store, order_id=r.order_id, refund_id=r.refund_id,
+        line_item_id=r.line_item_id, restock_type=r.restock_type, quantity=r.quantity, item=r.item,
+        location_id=r.location_id, site=r.site, refunded_at=r.refunded_at, recorded_at=r.recorded_at, day=r.day,
+        reason_code=r.reason_code, reason_message=r.reason_message,
+    )

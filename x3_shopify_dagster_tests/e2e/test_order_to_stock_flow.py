@@ -8,6 +8,8 @@ Invariants proven:
   subtracts it (the stock sync refreshes fulfilments before it reads the pending quantities).
 - flows.md §2: one fulfilment = one validated delivery; a partial refund after posting = one credit memo, which
   moves no stock (docs/mapping.md "Restocks").
+- flows.md §4 after a Shopify restock: the refund's restocked line is recorded by the orders run, and the stock
+  sensor's next tick pushes X3's figure again, so Shopify comes back to X3 physical - pending with no replay.
 - flows.md §3: re-runs, replays of every touched partition and faults injected on both sides create no second
   invoice, delivery, credit memo or inventory adjustment.
 
@@ -36,7 +38,7 @@ from x3_shopify_dagster.domain.fulfillments import delivery_reference
 from x3_shopify_dagster.settings import StoreSettings
 from x3_shopify_dagster.storage.ledger import RecordKind, RecordState
 from x3_shopify_dagster.storage.ledger_schema import ledger_operations
-from x3_shopify_dagster.storage.stock import PushOutcome, StockPushRow, pending_fulfilled_quantities
+from x3_shopify_dagster.storage.stock import PushOutcome, RestockRow, StockPushRow, pending_fulfilled_quantities
 
 DEMO_MAPPING = Path(__file__).resolve().parents[2] / "x3_shopify_dagster" / "demo_mapping.yaml"
 STORE, SITE = "eu", "FR011"
@@ -141,6 +143,10 @@ class Flows:
         key = (f"gid://shopify/InventoryItem/{item}", f"gid://shopify/Location/{store.default_location.legacy_id}")
         return pending_fulfilled_quantities(self.runtime.ledger(), STORE).get(key, 0)
 
+    def restocks(self, order_id: str) -> list[RestockRow]:
+        """The Shopify restock markers the orders runs recorded for this order's refunds."""
+        return [r for r in self.runtime.stock_store().restocks(STORE) if r.order_id == order_id]
+
     def last_push(self) -> StockPushRow:
         """The stock sync's latest audit row for X (set, unchanged or failed, with X3 physical and pending)."""
         return [row for row in self.runtime.stock_store().pushes(STORE) if row.x3_item == ITEM][-1]
@@ -234,7 +240,8 @@ def test_order_fulfilment_stock_and_refund_never_oversell_nor_duplicate(flows: F
     flows.assert_no_oversell("every partition replayed")
 
     # 5. A partial refund with restock after delivery → one credit memo; X3 stock does not move (credit memos never
-    # move stock). Shopify's restock raised its on_hand: the stock sync puts it back to what X3 can ship.
+    # move stock). Shopify's restock raised its on_hand: the orders run records the restock, the stock sensor's
+    # next tick requests the partition and the push puts Shopify back to what X3 can ship, with no manual step.
     # (Faults on both sides: the next test.)
     physical_before = flows.physical()
     shop.state.refund(order, [(0, 1)], restock_type="RETURN")
@@ -244,14 +251,25 @@ def test_order_fulfilment_stock_and_refund_never_oversell_nor_duplicate(flows: F
     (memo,) = [d for d in documents if d.origin_invoice == invoice.number]
     assert (memo.invoice_type.value, memo.status.value) == (2, 3)
     assert flows.physical() == physical_before
-    # Nothing moved in X3, so the stock sensor alone does not push X again: until X's next X3 movement, Shopify
-    # shows the restocked unit X3 never received (docs/mapping.md "Restocks"). A replay of the partition corrects it.
-    flows.replay(STOCK_SENSOR_NAME, partition)
+    (restock,) = flows.restocks(order)
+    assert (restock.item, restock.site, restock.quantity, restock.restock_type) == (ITEM, SITE, 1, "RETURN")
+    groups = flows.adjustment_groups()
+    (stock_run,) = flows.sync(STOCK_SENSOR_NAME)  # nothing moved in X3: the restock alone requests the partition
+    push = flows.last_push()
+    assert (push.outcome, push.x3_physical, push.pending_fulfilled) == (PushOutcome.SET, flows.physical(), 0)
+    assert (push.previous_quantity, push.quantity) == (physical_before + 1, physical_before)
     assert flows.on_hand() == flows.physical()
-    flows.assert_no_oversell("refund restocked in Shopify, stock synced")
+    assert flows.adjustment_groups() == groups + 1
+    flows.assert_no_oversell("refund restocked in Shopify, stock synced by the sensor")
+    assert flows.tick(STOCK_SENSOR_NAME) == []  # the restock is handled once: the next tick requests nothing
     flows.sync(ORDERS_SENSOR_NAME)
     flows.replay(ORDERS_SENSOR_NAME, partition)
+    assert flows.restocks(order) == [restock]  # re-runs and replays record no second marker
     assert len(flows.documents(order)) == 2  # the invoice and its one credit memo
+    flows.replay(STOCK_SENSOR_NAME, partition)
+    assert flows.adjustment_groups() == groups + 1
+    assert flows.on_hand() == flows.physical()
+    flows.assert_no_oversell("every partition replayed after the restock")
 
 
 def test_faults_on_both_sides_are_retried_through_and_nothing_is_duplicated(flows: Flows) -> None:

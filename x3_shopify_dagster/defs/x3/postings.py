@@ -23,6 +23,7 @@ from x3_shopify_dagster.posting.invoices import (
     PostingReport,
     mapping_reference_problems,
 )
+from x3_shopify_dagster.posting.stock import RestockRecorder
 from x3_shopify_dagster.storage.ledger import RecordKind
 
 INVOICES_ASSET_NAME = "x3_sales_invoices"
@@ -144,6 +145,9 @@ def build_x3_sales_invoices_asset(
                 # X3 slot; the X3 client's pool semaphore still caps concurrent SOAP calls at pool_size
                 # (bench/bench_posting.py: 0.80 -> 0.89 of the bound on SQLite, 0.62 -> 0.89 on PostgreSQL).
                 lease_s=settings.posting_lease_seconds, workers=posting_workers(settings.x3.pool_size),
+                # Refund lines Shopify restocked: marked for the stock sync, which pushes X3's figure again.
+                restocks=RestockRecorder(connector.stock_store(), {store: settings.stores[store].locations},
+                                         clock=connector.clock, business_timezone=settings.partition_timezone),
             )
             # Change-driven runs post what changed; a re-materialization from the UI, a backfill or the replay
             # sensor also retries the partition's failed orders.
@@ -165,6 +169,7 @@ def build_x3_sales_invoices_asset(
                 "posted_total": ", ".join(f"{amount} {currency}" for currency, amount in sorted(totals.items())) or "0",
                 **{f"credit_memos_{key}": value for key, value in credit_counts.items()},
                 "credited_total": ", ".join(f"{a} {c}" for c, a in sorted(credited.items())) or "0",
+                "shopify_restocks_recorded": report.restocks_recorded,
                 "postings": _postings_table(report),
                 "credit_memos": _credit_memos_table(report),
                 "failures": _failures_table(report),

@@ -159,6 +159,10 @@ def test_refunds_become_credit_memos_and_a_cancellation_with_refunds_never_doubl
     assert (memo.origin_invoice, memo.status.value) == (invoice.number, 3)
     [row] = [r.data for r in report["credit_memos"].records if r.data["credit_memo"] == memo.number]
     assert row["restock"] == "1 x TAMPER-58 RETURN"
+    # Shopify put the tamper back on hand: one restock marker for the stock sync (flows.md §4), recorded once.
+    [restock] = [r for r in runtime.stock_store().restocks("eu") if r.order_id == order_id]
+    assert (restock.refund_id, restock.item, restock.quantity, restock.restock_type) == (
+        refund_id, "TAMPER-58", 1, "RETURN")
     assert "411000" in row["gl_lines"]
     record = runtime.ledger().get("eu", RecordKind.REFUND, refund_id)
     credited = [e for e in runtime.ledger().history(record.id) if e.event == "credited"][-1]
@@ -227,6 +231,7 @@ def test_a_crash_after_the_credit_memo_was_created_adopts_it(runtime, fresh_shop
     refund_id = shop.refund(order_id, [(0, 1)], restock_type="NO_RESTOCK")
     fresh_x3_sandbox.faults.inject("drop_connection", path_contains="save/YSIH")  # X3 saves, the answer is lost
     report = _run(runtime, clock, "eu")
+    assert [r for r in runtime.stock_store().restocks("eu") if r.order_id == order_id] == []  # kept: no restock
     assert report["credit_memos_in_doubt"] == 1
     reference = f"SHOPIFY:eu:{_reference(refund_id, 'R')}"
     [memo] = _documents(fresh_x3_sandbox, reference)

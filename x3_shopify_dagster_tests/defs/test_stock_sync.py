@@ -7,6 +7,7 @@ set the Shopify level to X3 stock minus the pending fulfilled units (flows.md §
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import dagster as dg
@@ -20,6 +21,7 @@ from x3_shopify_dagster.defs.stock import (
     STOCK_SENSOR_NAME,
     StockCursor,
 )
+from x3_shopify_dagster.domain.stock import ShopifyRestock
 from x3_shopify_dagster.domain.windows import business_day
 from x3_shopify_dagster.settings import StoreSettings
 from x3_shopify_dagster.storage.ledger import RecordKind, SourceVersion
@@ -192,3 +194,74 @@ def test_a_store_without_mapped_sites_has_nothing_to_do(fresh_shopify_sandbox, f
     result = _tick(runtime, None)
     assert result.run_requests == []
     assert "No X3 site is mapped" in (result.skip_message or "")
+
+
+def _shopify_restock(runtime, refund: int, item: str, *, site: str | None = SITE, quantity: int = 2) -> None:
+    """What the invoice posting run records when a refund restocks a line in Shopify (at the connector's clock)."""
+    now = runtime.clock()
+    runtime.stock_store().record_restocks(
+        [ShopifyRestock(restock_key=f"eu|gid://shopify/Refund/{refund}|gid://shopify/LineItem/{refund}", store="eu",
+                        order_id=f"gid://shopify/Order/{refund}", refund_id=f"gid://shopify/Refund/{refund}",
+                        line_item_id=f"gid://shopify/LineItem/{refund}", restock_type="RETURN", quantity=quantity,
+                        item=item, location_id=None, site=site, refunded_at=now,
+                        reason_code=None if site else "location_not_mapped")],
+        recorded_at=now, day=business_day(now, TZ).isoformat(), run_id="posting")
+
+
+def test_a_shopify_restock_requests_its_partition_once_and_the_push_brings_shopify_back_to_x3(
+    fresh_shopify_sandbox, fresh_x3_sandbox, stock_runtime, clock
+):
+    """flows.md §4 after a Shopify restock: X3 did not move, the restock marker alone makes the sensor request the
+    store's partition (once), and the push sets Shopify back to X3 physical - pending with the usual formula."""
+    runtime = stock_runtime
+    first = _tick(runtime, None)
+    _receipt(fresh_x3_sandbox, "CUP-PORC-6", 20)
+    clock.offset += timedelta(seconds=5)
+    synced = _tick(runtime, first.cursor)
+    for request in synced.run_requests:
+        _run(runtime, request)
+    synced_push = [r for r in runtime.stock_store().pushes("eu") if r.x3_item == "CUP-PORC-6"][-1]
+    target = synced_push.quantity  # X3 physical - pending (the seeded fulfilments the refresh brought in)
+    assert synced_push.x3_physical == fresh_x3_sandbox.state.stock("CUP-PORC-6", SITE).physical
+    assert _level(fresh_shopify_sandbox, "CUP-PORC-6") == target
+
+    # Shopify's restock: its level goes up by 2, nothing moves in X3.
+    store = fresh_shopify_sandbox.state.store("eu")
+    cups = store.variant_by_sku("CUP-PORC-6")
+    fresh_shopify_sandbox.state.adjust_inventory("eu", cups.inventory_item_id, store.default_location.legacy_id,
+                                                 {"available": 2})
+    assert _level(fresh_shopify_sandbox, "CUP-PORC-6") == target + 2
+    _shopify_restock(runtime, 1, "CUP-PORC-6")
+    _shopify_restock(runtime, 2, "TAMPER-58", site=None)  # recorded with its reason: requests nothing
+    clock.offset += timedelta(seconds=5)
+
+    tick = _tick(runtime, synced.cursor)
+    day = business_day(runtime.clock(), TZ).isoformat()
+    assert _requested(tick) == [(day, "eu")]  # only the restocked store
+    metadata = _run(runtime, tick.run_requests[0])
+    levels = metadata[LEVELS_ASSET_NAME]
+    assert (levels["items_moved"], levels["quantities_set"], levels["shopify_restocks"]) == (1, 1, 1)
+    assert _level(fresh_shopify_sandbox, "CUP-PORC-6") == target
+    push = runtime.stock_store().pushes("eu")[-1]
+    assert (push.outcome, push.previous_quantity, push.quantity) == (PushOutcome.SET, target + 2, target)
+    assert push.trigger["shopify_restocks"] == ["eu|gid://shopify/Refund/1|gid://shopify/LineItem/1"]
+
+    # The overlap reads the marker again: already seen, nothing requested.
+    clock.offset += timedelta(seconds=5)
+    assert _tick(runtime, tick.cursor).run_requests == []
+
+
+def test_a_restocked_sku_x3_never_stocked_is_left_alone(fresh_shopify_sandbox, stock_runtime, clock):
+    """A restock names an (item, site) X3 has no stock record for (the SKU may not be an X3 item at all): Shopify's
+    level is not wiped to zero; the push fails with the reason."""
+    runtime = stock_runtime
+    fresh_shopify_sandbox.state.add_product("eu", "NOT-IN-X3", "Gift wrap", price=Decimal("2.00"), on_hand=7)
+    first = _tick(runtime, None)
+    _shopify_restock(runtime, 1, "NOT-IN-X3")
+    clock.offset += timedelta(seconds=5)
+    tick = _tick(runtime, first.cursor)
+    assert len(tick.run_requests) == 1
+    levels = _run(runtime, tick.run_requests[0])[LEVELS_ASSET_NAME]
+    assert (levels["quantities_set"], levels["failed"]) == (0, 1)
+    assert [r.data["reason"] for r in levels["failures"].records] == ["x3_stock_not_found"]
+    assert _level(fresh_shopify_sandbox, "NOT-IN-X3") == 7

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from x3_shopify_dagster.domain.stock import ShopifyRestock
 from x3_shopify_dagster.storage import ConnectorDatabase
 from x3_shopify_dagster.storage.ledger import PostingLedger, RecordKind, SourceVersion
 from x3_shopify_dagster.storage.stock import (
@@ -130,3 +131,38 @@ def test_push_audit_rows_round_trip(connector_db: ConnectorDatabase) -> None:
     assert (back.x3_physical, back.quantity, back.previous_quantity, back.run_id) == (Decimal("42.5"), 39, 40, "run-1")
     assert back.trigger == {"vouchers": ["MR2611-00001"]}
     assert store.pushes("us") == []
+
+
+def restock(refund: int, *, item: str | None = "CUP-PORC-6", site: str | None = "FR011", store: str = "eu",
+            reason: str | None = None) -> ShopifyRestock:
+    return ShopifyRestock(
+        restock_key=f"{store}|gid://shopify/Refund/{refund}|gid://shopify/LineItem/1", store=store,
+        order_id="gid://shopify/Order/1", refund_id=f"gid://shopify/Refund/{refund}",
+        line_item_id="gid://shopify/LineItem/1", restock_type="RETURN", quantity=2, item=item, location_id=LYON,
+        site=site, refunded_at=T0, reason_code=reason, reason_message="why" if reason else None,
+    )
+
+
+def test_restock_markers_are_recorded_once_and_read_by_window_store_day_and_site(
+    connector_db: ConnectorDatabase,
+) -> None:
+    """flows.md §4: one marker per restocked refund line, however many runs see the refund."""
+    store = StockStore(connector_db)
+    first = store.record_restocks([restock(1), restock(1)], recorded_at=T0, day="2026-11-27", run_id="r1")
+    assert (first.new, first.already_staged) == (1, 0)
+    again = store.record_restocks([restock(1)], recorded_at=T0 + timedelta(hours=1), day="2026-11-27", run_id="r2")
+    assert (again.new, again.already_staged) == (0, 1)  # a re-run: nothing new, the first time is kept
+    store.record_restocks([restock(2, site=None, reason="location_not_mapped"), restock(3, store="us")],
+                          recorded_at=T0 + timedelta(minutes=1), day="2026-11-27", run_id="r3")
+
+    [kept] = store.restocks("eu", "2026-11-27")[:1]
+    assert (kept.recorded_at, kept.quantity, kept.item, kept.site, kept.actionable) == (T0, 2, "CUP-PORC-6",
+                                                                                       "FR011", True)
+    window = store.restocks_recorded(T0, T0 + timedelta(minutes=2))
+    assert [r.refund_id[-1] for r in window] == ["1", "2", "3"]
+    assert [r.actionable for r in window] == [True, False, True]
+    assert [r.refund_id[-1] for r in store.restocks_recorded(T0 + timedelta(seconds=1), T0 + timedelta(hours=2))] \
+        == ["2", "3"]
+    only_eu = store.restocks_recorded(T0, T0 + timedelta(minutes=2), store="eu", day="2026-11-27", sites=["FR011"])
+    assert [r.refund_id[-1] for r in only_eu] == ["1"]
+    assert store.restocks_recorded(T0, T0 + timedelta(minutes=2), store="eu", day="2026-11-28") == []

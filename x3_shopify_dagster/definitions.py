@@ -40,6 +40,7 @@ def build_definitions(
             sensors=[build_shopify_orders_sensor(orders, settings)],
             jobs=[connection_check],
             resources={"connector": runtime},
+            executor=dg.in_process_executor,
         )
     invoices = build_x3_sales_invoices_asset(partitions, orders)
     fulfillments = build_shopify_fulfillments_asset(partitions)
@@ -61,6 +62,8 @@ def build_definitions(
         schedules=[build_master_data_schedule(settings)],
         jobs=[connection_check],
         resources={"connector": runtime},
+        # One process per run: steps run in the run's process (no per-step process start-up on small machines).
+        executor=dg.in_process_executor,
     )
 
 

@@ -35,3 +35,13 @@ def split_partition_key(key: str | dg.MultiPartitionKey) -> tuple[date, str]:
         day_part, store_part = key.split("|", 1)
         dims = {DATE_DIMENSION: day_part, STORE_DIMENSION: store_part}
     return date.fromisoformat(dims[DATE_DIMENSION]), dims[STORE_DIMENSION]
+
+
+# Runs of one flow on one (day, store) partition run one at a time (dagster.yaml limits this tag per value);
+# different flows on the same partition may overlap: every write is exactly-once, whoever runs it.
+LANE_TAG = "x3sd/lane"
+
+
+def lane(flow: str, store: str, day: date | str) -> str:
+    return f"{flow}|{store}|{day if isinstance(day, str) else day.isoformat()}"
+

@@ -21,7 +21,7 @@ from typing import Any
 import dagster as dg
 
 from x3_shopify_dagster.defs.backpressure import stores_with_waiting_runs
-from x3_shopify_dagster.defs.partitions import partition_key, split_partition_key
+from x3_shopify_dagster.defs.partitions import LANE_TAG, lane, partition_key, split_partition_key
 from x3_shopify_dagster.defs.resources import ConnectorRuntime, shopify_credentials_fix
 from x3_shopify_dagster.defs.shopify.fulfillments import refresh_fulfillments
 from x3_shopify_dagster.domain.windows import Window, business_day, day_window
@@ -351,7 +351,7 @@ def evaluate_stock_sensor(
             run_key=f"stock|{store}|{day}|{since.isoformat()}|{high.isoformat()}",
             partition_key=partition_key(datetime.fromisoformat(day).date(), store),
             run_config={"ops": {movements_asset.op.name: window_config, levels_asset.op.name: window_config}},
-            tags={"x3sd/store": store, "x3sd/trigger": STOCK_SENSOR_NAME},
+            tags={"x3sd/store": store, "x3sd/trigger": STOCK_SENSOR_NAME, LANE_TAG: lane("stock", store, day)},
         ))
     # Dagster stores the cursor with this tick's run requests, atomically: it only advances once they are recorded
     # (a failed tick keeps the old cursor and reads the window again; the runs are idempotent).

@@ -13,7 +13,7 @@ from datetime import timedelta
 import dagster as dg
 
 from x3_shopify_dagster.defs.backpressure import stores_with_waiting_runs
-from x3_shopify_dagster.defs.partitions import partition_key, split_partition_key
+from x3_shopify_dagster.defs.partitions import LANE_TAG, lane, partition_key, split_partition_key
 from x3_shopify_dagster.defs.resources import ConnectorRuntime, shopify_credentials_fix
 from x3_shopify_dagster.defs.shopify.assets import ShopifyOrdersConfig, _parse_instant, _window_metadata
 from x3_shopify_dagster.defs.shopify.sensors import WatermarkCursor
@@ -181,7 +181,8 @@ def build_shopify_fulfillments_sensor(
                             partition_key=partition_key(day, store),
                             run_config={"ops": {fulfillments_asset.op.name: {
                                 "config": {"since": low.isoformat(), "until": high.isoformat()}}}},
-                            tags={"x3sd/store": store, "x3sd/trigger": FULFILLMENTS_SENSOR_NAME},
+                            tags={"x3sd/store": store, "x3sd/trigger": FULFILLMENTS_SENSOR_NAME,
+                                  LANE_TAG: lane("fulfilments", store, day)},
                         ))
                 cursor.stores[store] = high
             # Fulfilments that waited for their order's invoice: any run of the store retries them, so one run
@@ -194,7 +195,8 @@ def build_shopify_fulfillments_sensor(
                     run_key=f"fulfillments-waiting|{store}|{marker}",
                     partition_key=partition_key(day, store),
                     asset_selection=[deliveries_asset.key],
-                    tags={"x3sd/store": store, "x3sd/trigger": FULFILLMENTS_SENSOR_NAME},
+                    tags={"x3sd/store": store, "x3sd/trigger": FULFILLMENTS_SENSOR_NAME,
+                          LANE_TAG: lane("fulfilments", store, day)},
                 ))
         skip_reason = None
         if not run_requests:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 import dagster as dg
 
 from x3_shopify_dagster.defs.backpressure import stores_with_waiting_runs
-from x3_shopify_dagster.defs.partitions import partition_key
+from x3_shopify_dagster.defs.partitions import LANE_TAG, lane, partition_key
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
 from x3_shopify_dagster.domain.windows import days_between
 from x3_shopify_dagster.settings import ConnectorSettings
@@ -102,7 +102,9 @@ def build_shopify_orders_sensor(
                                     }
                                 }
                             },
-                            tags={"x3sd/store": store, "x3sd/trigger": SENSOR_NAME},
+                            tags={
+                                "x3sd/store": store, "x3sd/trigger": SENSOR_NAME, LANE_TAG: lane("orders", store, day)
+                            },
                         )
                     )
                 context.log.info("Store %s: %s orders changed in [%s, %s)", store, probe.count, low, high)

@@ -11,7 +11,7 @@ from datetime import date
 
 import dagster as dg
 
-from x3_shopify_dagster.defs.partitions import partition_key
+from x3_shopify_dagster.defs.partitions import LANE_TAG, lane, partition_key
 from x3_shopify_dagster.defs.resources import ConnectorRuntime
 from x3_shopify_dagster.posting.invoices import failed_partitions
 from x3_shopify_dagster.settings import ConnectorSettings
@@ -59,7 +59,7 @@ def build_replay_sensor(invoices_asset: dg.AssetsDefinition, settings: Connector
             dg.RunRequest(
                 run_key=f"replay|{store}|{day}|{marker}",
                 partition_key=partition_key(dg_date, store),
-                tags={"x3sd/store": store, "x3sd/trigger": REPLAY_SENSOR_NAME},
+                tags={"x3sd/store": store, "x3sd/trigger": REPLAY_SENSOR_NAME, LANE_TAG: lane("orders", store, day)},
             )
             for store, day in failed_partitions(connector.ledger(), connector.settings.stores)
             if (dg_date := date.fromisoformat(day)) >= first_day

@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,8 +154,26 @@ def main() -> int:
 
         receipts: list[tuple[str, float, int]] = []  # item, time, expected level
         fulfilments: list[tuple[str, float]] = []  # delivery reference, time
-        done: dict[int, float] = {}
+        done: dict[Any, float] = {}  # receipt index, or ("f", fulfilment index) → time seen propagated
         to_fulfil = list(orders)
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def watch() -> None:  # polls both sandboxes while events are being produced
+            while not stop.is_set():
+                now = time.monotonic()
+                validated = {d.reference for d in x3.state.deliveries() if d.validated}
+                with lock:
+                    for index, (item, _at, expected) in enumerate(receipts):
+                        if index not in done and level(item) >= expected:
+                            done[index] = now
+                    for index, (reference, _at) in enumerate(fulfilments):
+                        if ("f", index) not in done and reference in validated:
+                            done[("f", index)] = now
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         began = time.monotonic()
         with httpx.Client(auth=(user, password), timeout=10) as http:
             for index in range(args.events):
@@ -165,26 +184,22 @@ def main() -> int:
                                          json={"item": item, "site": SITE, "quantity": rng.randint(1, 20)})
                     response.raise_for_status()
                     at = time.monotonic()
-                    receipts.append((item, at, int(float(response.json()["physical"])) - pending(item)))
+                    expected = int(float(response.json()["physical"])) - pending(item)
+                    with lock:
+                        receipts.append((item, at, expected))
                 else:
                     fulfillment = shopify.state.fulfil(to_fulfil.pop(0))
                     reference = delivery_reference(STORE, int(fulfillment.rsplit("/", 1)[1]))
-                    fulfilments.append((reference, time.monotonic()))
+                    with lock:
+                        fulfilments.append((reference, time.monotonic()))
         deadline = time.monotonic() + args.timeout
         events = len(receipts) + len(fulfilments)
         while len(done) < events and time.monotonic() < deadline:
-            now = time.monotonic()
-            validated = {d.reference for d in x3.state.deliveries() if d.validated}
-            for index, (item, _at, expected) in enumerate(receipts):
-                if index not in done and level(item) >= expected:
-                    done[index] = now
-            for offset, (reference, _at) in enumerate(fulfilments):
-                if len(receipts) + offset not in done and reference in validated:
-                    done[len(receipts) + offset] = now
-            time.sleep(0.2)
+            time.sleep(0.5)
+        stop.set()
+        watcher.join(timeout=10)
         receipt_latencies = [done[i] - at for i, (_item, at, _e) in enumerate(receipts) if i in done]
-        fulfilment_latencies = [done[len(receipts) + i] - at for i, (_r, at) in enumerate(fulfilments)
-                                if len(receipts) + i in done]
+        fulfilment_latencies = [done[("f", i)] - at for i, (_r, at) in enumerate(fulfilments) if ("f", i) in done]
         figures = {
             "x3_receipt_to_shopify_level": summary(receipt_latencies, len(receipts)),
             "shopify_fulfilment_to_validated_x3_delivery": summary(fulfilment_latencies, len(fulfilments)),

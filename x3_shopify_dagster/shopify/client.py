@@ -417,7 +417,7 @@ class ShopifyClient:
         whole_lines = 0  # bytes up to and including the last newline
         try:
             with self._open_download(url) as response:
-                for chunk in response.iter_bytes(1 << 20):
+                for chunk in response.iter_bytes():  # as received: a failure loses only the partial line
                     sink.write(chunk)
                     newline = chunk.rfind(b"\n")
                     if newline >= 0:

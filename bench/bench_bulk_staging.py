@@ -285,9 +285,10 @@ def staging_run(
         "rss_after_imports_mb": rss_after_imports,
         "peak_rss_mb": peak_rss_mb(),
         "split": split,
-        # The worker's own peak (0 in single mode); both processes are alive at once, so their sum bounds the
-        # pull's memory.
-        "worker_peak_rss_mb": children_peak_rss_mb(),
+        # The worker's own peak (split mode; its sum with this process's peak bounds the pull's memory, both being
+        # alive at once). Not read in single mode: RUSAGE_CHILDREN also holds short-lived subprocesses that a
+        # library forks during the imports (~78 MB: the forked copy's RSS before exec), which are no worker.
+        "worker_peak_rss_mb": children_peak_rss_mb() if split else 0.0,
         "worker_exitcode": split_result.worker_exitcode,
     }
     if mode == "breakdown":

@@ -52,8 +52,9 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 from bench_staging_db import DEFAULT_POSTGRES_URL, ThrowAwayDatabases, server_version  # noqa: E402
 
 from x3_shopify_dagster.defs.shopify.assets import fewer_gc_pauses, order_version  # noqa: E402
-from x3_shopify_dagster.domain.shopify_orders import NormalisedOrder  # noqa: E402
+from x3_shopify_dagster.domain.shopify_orders import EncodedOrder, NormalisedOrder  # noqa: E402
 from x3_shopify_dagster.shopify import iter_bulk_jsonl  # noqa: E402
+from x3_shopify_dagster.shopify.bulk_split import SplitResult, iter_encoded_file  # noqa: E402
 from x3_shopify_dagster.storage import ConnectorDatabase, OrderStaging, OrderVersion  # noqa: E402
 
 DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results" / "bulk_staging.json"
@@ -73,6 +74,11 @@ FINGERPRINT_SOURCES = (
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def children_peak_rss_mb() -> float:
+    """The largest peak RSS of this process's finished children (the bulk worker, in split mode)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 # --- Preparation -------------------------------------------------------------------------------------------
@@ -172,6 +178,17 @@ def staged_versions(lines: Iterator[str], orders: int | None, orphans: list[str]
         yield order_version(STORE, NormalisedOrder.from_graphql(node))
 
 
+def split_versions(jsonl: str, orphans: list[str], result: SplitResult) -> Iterator[OrderVersion]:
+    """The exporter's split path without the network: the worker process reads, reassembles, reshapes and
+    encodes; this process builds the versions (``order_version`` of each ``EncodedOrder``) and stages them."""
+    for items, _duplicates, _newest, batch_orphans in iter_encoded_file(Path(jsonl), result):
+        orphans.extend(batch_orphans)
+        for _order_id, _updated_at, value in items:
+            if isinstance(value, dict):
+                raise RuntimeError("the bench input has an order needing refund/fulfilment reads")
+            yield order_version(STORE, EncodedOrder(*value))
+
+
 class StageTimer:
     """Per-stage wall time of the same chain, summed with perf_counter around each call (~0.1 µs each)."""
 
@@ -216,8 +233,11 @@ class GcTimer:
             self.collections[info["generation"]] += 1
 
 
-def staging_run(jsonl: str, url: str, mode: str, orders: int | None, gc_tuning: bool) -> dict[str, Any]:
-    """Runs in a fresh process. mode: "timed" (whole file), "breakdown" (first `orders`), "profile" (idem)."""
+def staging_run(
+    jsonl: str, url: str, mode: str, orders: int | None, gc_tuning: bool, split: bool = False
+) -> dict[str, Any]:
+    """Runs in a fresh process. mode: "timed" (whole file), "breakdown" (first `orders`), "profile" (idem).
+    split: the file is processed by the bulk worker process ("timed" only)."""
     rss_after_imports = peak_rss_mb()
     db = ConnectorDatabase(url)
     db.migrate()
@@ -228,10 +248,15 @@ def staging_run(jsonl: str, url: str, mode: str, orders: int | None, gc_tuning: 
     gc_timer = GcTimer()
     if mode == "breakdown":
         gc.callbacks.append(gc_timer)
+    split_result = SplitResult()
     with open(jsonl, encoding="utf-8") as lines:
-        if mode == "breakdown":
+        if split:
+            if mode != "timed" or orders is not None:
+                raise ValueError("split mode times the whole file only")
+            versions: Iterator[OrderVersion] = split_versions(jsonl, orphans, split_result)
+        elif mode == "breakdown":
             assert orders is not None
-            versions: Iterator[OrderVersion] = timer.versions(lines, orders, orphans)
+            versions = timer.versions(lines, orders, orphans)
         else:
             versions = staged_versions(lines, orders, orphans)
         started = time.perf_counter()
@@ -259,6 +284,12 @@ def staging_run(jsonl: str, url: str, mode: str, orders: int | None, gc_tuning: 
         "orders_per_cpu_s": counts.total / cpu_seconds,
         "rss_after_imports_mb": rss_after_imports,
         "peak_rss_mb": peak_rss_mb(),
+        "split": split,
+        # The worker's own peak (split mode; its sum with this process's peak bounds the pull's memory, both being
+        # alive at once). Not read in single mode: RUSAGE_CHILDREN also holds short-lived subprocesses that a
+        # library forks during the imports (~78 MB: the forked copy's RSS before exec), which are no worker.
+        "worker_peak_rss_mb": children_peak_rss_mb() if split else 0.0,
+        "worker_exitcode": split_result.worker_exitcode,
     }
     if mode == "breakdown":
         stages = dict(timer.seconds)
@@ -295,15 +326,39 @@ def profile_top(profiler: cProfile.Profile, limit: int) -> list[dict[str, Any]]:
 # --- Driver ------------------------------------------------------------------------------------------------
 
 
-def in_fresh_process(
-    databases: ThrowAwayDatabases, run: int, jsonl: Path, mode: str, orders: int | None, gc_tuning: bool
-) -> dict[str, Any]:
-    """staging_run in a new interpreter (spawn) against a new empty database, removed afterwards."""
-    url = databases.create(run)
+def _run_and_send(channel: Any, *args: Any) -> None:
     try:
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            return pool.apply(staging_run, (str(jsonl), url, mode, orders, gc_tuning))
+        channel.put(("ok", staging_run(*args)))
+    except BaseException as error:
+        channel.put(("error", f"{type(error).__name__}: {error}"))
+        raise
+
+
+def in_fresh_process(
+    databases: ThrowAwayDatabases,
+    run: int,
+    jsonl: Path,
+    mode: str,
+    orders: int | None,
+    gc_tuning: bool,
+    split: bool = False,
+) -> dict[str, Any]:
+    """staging_run in a new interpreter (spawn) against a new empty database, removed afterwards. A plain
+    (non-daemon) process, not a Pool worker: daemonic processes may not start the bulk worker."""
+    url = databases.create(run)
+    context = multiprocessing.get_context("spawn")
+    channel = context.Queue()
+    process = context.Process(target=_run_and_send, args=(channel, str(jsonl), url, mode, orders, gc_tuning, split))
+    try:
+        process.start()
+        status, value = channel.get()
+        process.join()
+        if status != "ok":
+            raise RuntimeError(f"staging run failed: {value}")
+        return value
     finally:
+        if process.is_alive():
+            process.terminate()
         databases.remove()
 
 
@@ -311,31 +366,35 @@ def bench_engine(engine: str, jsonl: Path, args: argparse.Namespace) -> dict[str
     databases = ThrowAwayDatabases(engine, args.postgres_url)
     runs = []
     for run in range(1, args.runs + 1):
-        result = in_fresh_process(databases, run, jsonl, "timed", None, args.gc_tuning)
+        result = in_fresh_process(databases, run, jsonl, "timed", None, args.gc_tuning, args.mode == "split")
+        result["load_average_after"] = os.getloadavg()
         if result["counts"]["new"] != args.orders:
             raise RuntimeError(f"expected {args.orders} new orders, staged {result['counts']}")
         runs.append(result)
         print(
             f"  {engine} run {run}: {result['orders_per_s']:,.0f} orders/s ({result['seconds']:.1f} s; "
             f"{result['orders_per_cpu_s']:,.0f} per CPU-second), "
-            f"peak RSS {result['peak_rss_mb']:.0f} MB "
-            f"(after imports {result['rss_after_imports_mb']:.0f} MB)",
+            f"peak RSS {result['peak_rss_mb']:.0f} MB + worker {result['worker_peak_rss_mb']:.0f} MB "
+            f"(after imports {result['rss_after_imports_mb']:.0f} MB); load {os.getloadavg()[0]:.2f}",
             flush=True,
         )
     median_rate = statistics.median(r["orders_per_s"] for r in runs)
-    peak_rss = max(r["peak_rss_mb"] for r in runs)
+    # Both processes at once (split mode): run process + worker, each its own peak.
+    peak_rss = max(r["peak_rss_mb"] + r["worker_peak_rss_mb"] for r in runs)
     summary: dict[str, Any] = {
         "server": server_version(engine, args.postgres_url),
         "orders_per_s_median": median_rate,
         "orders_per_s_ratio_to_goal": median_rate / GOAL_ORDERS_PER_S,
         "orders_per_cpu_s_median": statistics.median(r["orders_per_cpu_s"] for r in runs),
         "peak_rss_mb_median": statistics.median(r["peak_rss_mb"] for r in runs),
-        "peak_rss_mb_max": peak_rss,
+        "peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs),
+        "worker_peak_rss_mb_max": max(r["worker_peak_rss_mb"] for r in runs),
+        "peak_rss_both_processes_mb_max": peak_rss,
         "peak_rss_ratio_to_goal": peak_rss / GOAL_PEAK_RSS_MB,
         "rss_after_imports_mb_median": statistics.median(r["rss_after_imports_mb"] for r in runs),
         "runs": runs,
     }
-    if args.breakdown_orders:
+    if args.breakdown_orders and args.mode == "single":
         breakdown = in_fresh_process(
             databases, 0, jsonl, "breakdown", min(args.breakdown_orders, args.orders), args.gc_tuning
         )
@@ -351,7 +410,7 @@ def bench_engine(engine: str, jsonl: Path, args: argparse.Namespace) -> dict[str
         )
     print(
         f"{engine} median: {median_rate:,.0f} orders/s = {median_rate / GOAL_ORDERS_PER_S:.2f} x goal; "
-        f"peak RSS max {peak_rss:.0f} MB = {peak_rss / GOAL_PEAK_RSS_MB:.2f} x limit",
+        f"peak RSS max (run process + worker) {peak_rss:.0f} MB = {peak_rss / GOAL_PEAK_RSS_MB:.2f} x limit",
         flush=True,
     )
     return summary
@@ -371,6 +430,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="what-if: stage without the asset's fewer_gc_pauses() (the plain collector)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--refresh", action="store_true", help="rebuild the cached bulk file")
+    parser.add_argument(
+        "--mode",
+        choices=("single", "split"),
+        default="single",
+        help="single: all in the run process; split: parse/normalise/encode in the bulk worker process",
+    )
     parser.add_argument("--label", default="", help="recorded in the results, e.g. which patch was applied")
     parser.add_argument(
         "--output",
@@ -404,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             "breakdown_orders": args.breakdown_orders,
             "profile_orders": args.profile_orders,
             "gc_tuning": args.gc_tuning,
+            "mode": args.mode,
         },
         "input": {
             **prepared,
@@ -415,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     for engine in [name.strip() for name in args.engines.split(",") if name.strip()]:
         print(f"{engine}: {args.runs} runs of {args.orders:,} orders, each in a fresh process", flush=True)
         results["engines"][engine] = bench_engine(engine, jsonl, args)
-    if args.profile_orders:
+    if args.profile_orders and args.mode == "single":
         databases = ThrowAwayDatabases("sqlite", args.postgres_url)
         profiled = in_fresh_process(
             databases, 0, jsonl, "profile", min(args.profile_orders, args.orders), args.gc_tuning

@@ -311,6 +311,26 @@ class NormalisedOrder:
         return ShopifyOrder.model_validate(self.payload)
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedOrder:
+    """A ``NormalisedOrder`` already encoded for staging (``encode_payload``), without its payload dict.
+
+    What the bulk worker process sends back (``shopify/bulk_split.py``): the stored JSON text is all staging
+    needs, and a string is far cheaper to pass between processes than the nested dict it came from.
+    """
+
+    id: str
+    name: str
+    updated_at: datetime  # UTC
+    content_hash: str
+    payload_json: str = field(repr=False)
+
+    @classmethod
+    def of(cls, order: NormalisedOrder) -> EncodedOrder:
+        payload_json, content_hash = order.encoded()
+        return cls(order.id, order.name, order.updated_at, content_hash, payload_json)
+
+
 # --- GraphQL shape -> the payload (flat snake_case dicts, JSON form) ----------------------------------------
 #
 # Each leaf is put in the form the model's JSON dump gives. The common, already canonical values (Shopify's

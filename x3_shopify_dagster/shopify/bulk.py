@@ -16,17 +16,19 @@ Fallbacks keep every order exactly once per (id, updatedAt):
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 from graphql import REMOVE, StringValueNode, VariableDefinitionNode, VariableNode, parse, print_ast, visit
 from graphql.language import Visitor
 
-from x3_shopify_dagster.domain.shopify_orders import ShopifyOrder
+from x3_shopify_dagster.domain.shopify_orders import EncodedOrder, NormalisedOrder, ShopifyOrder
 from x3_shopify_dagster.shopify.client import ShopifyClient
 from x3_shopify_dagster.shopify.documents import load_document
 from x3_shopify_dagster.shopify.errors import (
@@ -50,6 +52,8 @@ from x3_shopify_dagster.shopify.orders import (
 logger = logging.getLogger(__name__)
 
 TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELED", "EXPIRED"})
+# Result files of at least this many lines (objectCount) are processed by a worker process (bulk_split.py).
+DEFAULT_SPLIT_MIN_ROWS = 20_000
 # Start refusals that mean "not now" rather than "wrong query": the paged reader can do the job instead.
 _BUSY_CODES = frozenset({"LIMIT_REACHED", "OPERATION_IN_PROGRESS"})
 
@@ -177,6 +181,7 @@ class BulkOrderExporter:
         timeout_s: float = 3600.0,
         max_buffered_orders: int = 500,
         details_reader: OrderReader | None = None,
+        split_min_rows: int | None = -1,
     ) -> None:
         self._client = client
         self.poll_interval_s = poll_interval_s
@@ -186,6 +191,11 @@ class BulkOrderExporter:
         # the single-query cost limit.
         self._details = details_reader or OrderReader(client)
         self.stats = PullStats(mode="bulk")
+        # Result files with at least this many lines are reassembled, reshaped and encoded in a worker process
+        # (when ``build`` is ``NormalisedOrder.from_graphql``); 0: always; None: never. -1: the module's
+        # DEFAULT_SPLIT_MIN_ROWS, read when the exporter is built.
+        self.split_min_rows = DEFAULT_SPLIT_MIN_ROWS if split_min_rows == -1 else split_min_rows
+        self.split_used = False  # whether the last pull's result file went through the worker
 
     def iter_changed_orders(
         self,
@@ -196,8 +206,13 @@ class BulkOrderExporter:
         build: OrderBuilder[OrderT] = ShopifyOrder.from_graphql,
     ) -> Iterator[OrderT]:
         """The orders changed in [lo, hi); ``build`` turns each completed node into what is yielded (the
-        validated model by default), in the file, the re-reads and the fallback alike."""
+        validated model by default), in the file, the re-reads and the fallback alike.
+
+        With ``build=NormalisedOrder.from_graphql`` and a result file of at least ``split_min_rows`` lines, the
+        file's orders come as ``EncodedOrder`` (the same identity, stored JSON and hash, encoded by the worker
+        process), except those that needed a request to complete, which are built here."""
         _check_window(lo, hi)
+        self.split_used = False
         self.stats = PullStats(mode="bulk")
         self._details.stats = self.stats  # one set of counters for the whole pull
         seen: set[tuple[str, datetime]] = set()
@@ -215,7 +230,7 @@ class BulkOrderExporter:
             url = final.get("url")
             read = _FileRead()
             if url:  # Shopify gives no URL when nothing matched
-                yield from self._read_file(str(url), read, seen, build)
+                yield from self._read_file(str(url), read, seen, build, object_count=final.get("objectCount"))
             yield from self._refetch_orphans(read, build)
             if read.interrupted:
                 yield from self._fall_back(fallback, read.newest_updated_at or lo, hi, read.interrupted, seen, build)
@@ -224,7 +239,9 @@ class BulkOrderExporter:
         partial_url = final.get("partialDataUrl")
         if status == "FAILED" and partial_url:
             read = _FileRead()
-            yield from self._read_file(str(partial_url), read, seen, build, whole_file=False)
+            yield from self._read_file(
+                str(partial_url), read, seen, build, whole_file=False, object_count=final.get("objectCount")
+            )
             yield from self._refetch_orphans(read, build)
             yield from self._fall_back(
                 fallback, read.newest_updated_at or lo, hi, reason + ", partial data", seen, build
@@ -298,10 +315,14 @@ class BulkOrderExporter:
         build: OrderBuilder[OrderT],
         *,
         whole_file: bool = True,
+        object_count: object = None,
     ) -> Iterator[OrderT]:
         """Yield the file's orders. The orders still buffered when a partial file or an interrupted download
         ends may lack children that were never written: they are dropped, and the fallback (which starts at
         the newest order yielded, the file being sorted by updatedAt) reads them again."""
+        if self._splits(build, object_count):
+            yield from self._read_file_split(url, read, seen, build, whole_file=whole_file)
+            return
         batch: list[dict[str, Any]] = []
         batch_size = self._details.sizes.batch
         assembler = BulkAssembler(max_buffered_parents=self.max_buffered_orders, on_orphan=read.orphans.append)
@@ -327,6 +348,76 @@ class BulkOrderExporter:
         if whole_file:
             batch.extend(assembler.finish())
         yield from self._complete(batch, read, seen, build)
+
+    def _splits(self, build: OrderBuilder[OrderT], object_count: object) -> bool:
+        if self.split_min_rows is None or build != NormalisedOrder.from_graphql:
+            return False
+        if self.split_min_rows > 0:  # 0: always (tests)
+            try:
+                lines = int(str(object_count))  # UnsignedInt64: a string in JSON
+            except ValueError:
+                return False  # size unknown: the file is probably small
+            if lines < self.split_min_rows:
+                return False
+        from x3_shopify_dagster.shopify.bulk_split import multiprocessing_available  # imports this module
+
+        return multiprocessing_available()
+
+    def _read_file_split(
+        self,
+        url: str,
+        read: _FileRead,
+        seen: set[tuple[str, datetime]],
+        build: OrderBuilder[OrderT],
+        *,
+        whole_file: bool,
+    ) -> Iterator[Any]:
+        """``_read_file`` with the parsing, reassembly, reshaping and encoding in a worker process: the file is
+        downloaded first (the worker reads it from disk), then processed with the same outcome."""
+        from x3_shopify_dagster.shopify import bulk_split  # imports this module: no cycle at load time
+
+        self.split_used = True
+        with tempfile.TemporaryDirectory(prefix="x3sd-bulk-") as folder:
+            path = Path(folder) / "result.jsonl"
+            download_interrupted = None
+            with path.open("wb") as sink:
+                try:
+                    self._client.download_to(url, sink)
+                except ShopifyTransportError as error:
+                    download_interrupted = f"bulk result download interrupted: {error}"
+            result = bulk_split.SplitResult()
+            batches = bulk_split.iter_encoded_file(
+                path,
+                result,
+                whole_file=whole_file and download_interrupted is None,
+                max_buffered=self.max_buffered_orders,
+            )
+            for items, duplicates, newest, orphans in batches:
+                read.orphans.extend(orphans)
+                self.stats.duplicates_skipped += duplicates
+                if newest is not None and (read.newest_updated_at is None or newest > read.newest_updated_at):
+                    read.newest_updated_at = newest
+                to_complete: list[dict[str, Any]] = []
+                for order_id, updated_at, value in items:
+                    seen.add((order_id, updated_at))
+                    if isinstance(value, dict):
+                        to_complete.append(value)
+                    else:
+                        self.stats.orders += 1
+                        yield EncodedOrder(*value)
+                # Orders needing refund/fulfilment reads, in the reader's batches (as many requests as before).
+                for start in range(0, len(to_complete), self._details.sizes.batch):
+                    yield from self._details.complete_orders(
+                        to_complete[start : start + self._details.sizes.batch], build=build
+                    )
+            self.stats.bulk_rows += result.rows
+        if result.interrupted:  # the worker met an invalid line before the download's end
+            error = ShopifyTransportError("bulk result has a truncated or invalid line")
+            read.interrupted = f"bulk result download interrupted: {error}"
+        else:
+            read.interrupted = download_interrupted
+        if read.interrupted:
+            logger.warning("%s", read.interrupted)
 
     def _complete(
         self, rows: list[dict[str, Any]], read: _FileRead, seen: set[tuple[str, datetime]], build: OrderBuilder[OrderT]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 from graphql import OperationDefinitionNode, OperationType, parse, visit
@@ -402,6 +402,41 @@ class ShopifyClient:
         Opening is retried like any request; a failure in the middle of the stream raises
         :class:`ShopifyTransportError` from the line iterator (the caller decides how to resume).
         """
+        with self._open_download(url) as response:
+            yield _lines(response)
+
+    def download_to(self, url: str, sink: BinaryIO) -> int:
+        """Copy a signed result file into ``sink`` as it arrives (no decoding); returns the bytes written.
+
+        Opening is retried like :meth:`stream_lines`. When the transfer breaks off, ``sink`` is cut back to
+        its last complete line and :class:`ShopifyTransportError` is raised: what was kept is exactly what
+        :meth:`stream_lines` would have given before the failure.
+        """
+        start = sink.tell()
+        written = 0
+        whole_lines = 0  # bytes up to and including the last newline
+        try:
+            with self._open_download(url) as response:
+                for chunk in response.iter_bytes():  # as received: a failure loses only the partial line
+                    sink.write(chunk)
+                    newline = chunk.rfind(b"\n")
+                    if newline >= 0:
+                        whole_lines = written + newline + 1
+                    written += len(chunk)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            sink.seek(start + whole_lines)
+            sink.truncate()
+            raise ShopifyTransportError(
+                f"bulk result download interrupted: {type(exc).__name__}", operation="download"
+            ) from exc
+        except ShopifyTransportError:
+            sink.seek(start + whole_lines)
+            sink.truncate()
+            raise
+        return written
+
+    @contextmanager
+    def _open_download(self, url: str) -> Iterator[httpx.Response]:
         require_tls_or_loopback(url, what="bulk result URL")
         started = self.clock()
         attempts = 0
@@ -429,7 +464,7 @@ class ShopifyClient:
                 if not self.retry.allows(attempts_made=attempts, elapsed_s=self.clock() - started, wait_s=wait):
                     raise failure
                 self.sleep(wait)
-            yield _lines(response)
+            yield response
 
 
 def _lines(response: httpx.Response) -> Iterator[str]:

@@ -94,12 +94,16 @@ class OrderVersion:
     order_name: str
     updated_at: datetime  # Shopify's Order.updatedAt; normalised to UTC, naive values are refused
     content_hash: str
-    payload: dict[str, Any] = field(repr=False)  # JSON-safe order (money as Decimal strings)
+    # JSON-safe order (money as Decimal strings); None when only `payload_json` is known (the bulk worker
+    # process sends the encoded text, not the dict).
+    payload: dict[str, Any] | None = field(repr=False)
     # `payload` already encoded with storage's json_dumps, when the caller has it: what gets stored. Encoding
     # right after the dict is built is cheaper than in the writer, when a batch of dicts is out of the cache.
     payload_json: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.payload is None and self.payload_json is None:
+            raise ValueError(f"order {self.order_id}: a version needs its payload or its encoded payload_json")
         object.__setattr__(self, "updated_at", _require_aware("updated_at", self.updated_at))
 
     @property

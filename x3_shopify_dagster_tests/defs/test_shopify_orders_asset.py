@@ -33,6 +33,26 @@ def _materialize(runtime, day, store, run_config=None) -> dict:
         return {key: value.value for key, value in materialization.metadata.items()}
 
 
+@pytest.fixture(params=["single", "split"])
+def bulk_process_mode(request, monkeypatch):
+    """Bulk pulls with the result file processed in the run process, then by the worker process
+    (shopify/bulk_split.py) whatever the file's size; the split run checks that the worker did run."""
+    from x3_shopify_dagster.shopify import bulk, bulk_split
+
+    calls = []
+    if request.param == "split":
+        real = bulk_split.iter_encoded_file
+
+        def counting(*args, **kwargs):
+            calls.append(args[0])
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(bulk_split, "iter_encoded_file", counting)
+    monkeypatch.setattr(bulk, "DEFAULT_SPLIT_MIN_ROWS", 0 if request.param == "split" else None)
+    yield request.param
+    assert bool(calls) == (request.param == "split")
+
+
 def _orders_on(sandbox, store, day):
     return [o for o in sandbox.state.orders(store) if business_day(o.updated_at, TZ) == day]
 
@@ -88,7 +108,7 @@ def test_touch_is_unchanged_and_a_real_change_is_changed(fresh_shopify_sandbox, 
 
 
 def test_sensor_window_is_honoured_and_bulk_mode_stages_the_same_orders(
-    fresh_shopify_sandbox, runtime_factory, clock
+    fresh_shopify_sandbox, runtime_factory, clock, bulk_process_mode
 ):
     runtime = runtime_factory(fresh_shopify_sandbox)
     day = business_day(clock() - timedelta(days=1), TZ)
@@ -110,7 +130,7 @@ def test_sensor_window_is_honoured_and_bulk_mode_stages_the_same_orders(
 
 
 def test_a_paged_pull_after_a_bulk_pull_of_the_same_day_finds_every_order_unchanged(
-    fresh_shopify_sandbox, runtime_factory, clock
+    fresh_shopify_sandbox, runtime_factory, clock, bulk_process_mode
 ):
     """Both modes stage the same payload and content hash (flows.md §6: dedupe on (id, updatedAt, content hash)):
     a paged re-run after a bulk run stages no second version of any order."""

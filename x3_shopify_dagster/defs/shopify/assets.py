@@ -12,7 +12,7 @@ import dagster as dg
 from x3_shopify_dagster.defs.metadata import redact_metadata
 from x3_shopify_dagster.defs.partitions import split_partition_key
 from x3_shopify_dagster.defs.resources import ConnectorRuntime, shopify_credentials_fix
-from x3_shopify_dagster.domain.shopify_orders import MalformedOrderError, NormalisedOrder, ShopifyOrder
+from x3_shopify_dagster.domain.shopify_orders import EncodedOrder, MalformedOrderError, NormalisedOrder, ShopifyOrder
 from x3_shopify_dagster.domain.windows import Window, day_window, pull_window
 from x3_shopify_dagster.shopify import BulkOrderExporter, ShopifyAuthError, ShopifyProtocolError
 from x3_shopify_dagster.storage import OrderVersion
@@ -34,9 +34,20 @@ class ShopifyOrdersConfig(dg.Config):
     mode: PullMode = PullMode.AUTO
 
 
-def order_version(store: str, order: NormalisedOrder | ShopifyOrder) -> OrderVersion:
+def order_version(store: str, order: NormalisedOrder | EncodedOrder | ShopifyOrder) -> OrderVersion:
     """The staged version of a pulled order. The asset pulls ``NormalisedOrder``s (no model is built on the
-    staging path: posting validates each staged payload); a ``ShopifyOrder`` gives the same version."""
+    staging path: posting validates each staged payload); a ``ShopifyOrder`` gives the same version, and so does
+    the ``EncodedOrder`` a bulk worker process sent (stored JSON and hash without the payload dict)."""
+    if isinstance(order, EncodedOrder):
+        return OrderVersion(
+            store=store,
+            order_id=order.id,
+            order_name=order.name,
+            updated_at=order.updated_at,
+            content_hash=order.content_hash,
+            payload=None,
+            payload_json=order.payload_json,
+        )
     if isinstance(order, ShopifyOrder):
         order = NormalisedOrder.from_payload(order.to_payload())
     payload_json, content_hash = order.encoded()  # one serialisation gives both

@@ -23,6 +23,7 @@ Prints p50/p95/max per flow and writes bench/results/latency_daemon.json. Goal (
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -121,6 +122,7 @@ def main() -> int:
     process = subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1",
          "-p", str(ui_port)], env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the webserver and daemon it starts stop with it
     )
     figures: dict[str, Any] = {}
     try:
@@ -218,10 +220,10 @@ def main() -> int:
         RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
     finally:
         process.send_signal(signal.SIGINT)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever of dagster dev's children is still there
         log.close()
         shopify.stop()
         x3.stop()

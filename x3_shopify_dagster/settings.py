@@ -8,6 +8,7 @@ that names the environment variable and says how to fix it (see ``SettingsError`
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -110,7 +111,7 @@ class StoreSettings(BaseModel):
     def _derive_site_maps(self) -> StoreSettings:
         """One map is enough when sites and locations pair one to one: the other is derived from it."""
         if self.locations and not self.location_sites:
-            shared = {loc for loc in self.locations.values() if list(self.locations.values()).count(loc) > 1}
+            shared = {loc for loc, sites in Counter(self.locations.values()).items() if sites > 1}
             if shared:
                 raise ValueError(
                     f"locations: several X3 sites feed the same Shopify location ({', '.join(sorted(shared))}); "

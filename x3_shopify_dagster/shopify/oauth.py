@@ -191,11 +191,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with ``secrets``, every registered secret and secret-shaped strings masked."""
-    return scrub(text, secrets)
-
-
 # ============================================================================================== token endpoint
 class TokenEndpointRefusal(Exception):
     """The token endpoint answered 4xx: the grant was refused (message already redacted)."""
@@ -277,8 +272,8 @@ class ShopifyTokenEndpoint:
             )
         payload = _json_object(response)
         if response.status_code != 200 or "access_token" not in payload:
-            error = redact(str(payload.get("error", "")), all_secrets)
-            description = redact(str(payload.get("error_description", "")), all_secrets)
+            error = scrub(str(payload.get("error", "")), all_secrets)
+            description = scrub(str(payload.get("error_description", "")), all_secrets)
             raise TokenEndpointRefusal(response.status_code, f"{error} {description}".strip())
         try:
             expires_in = payload.get("expires_in")

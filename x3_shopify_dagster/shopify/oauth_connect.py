@@ -26,6 +26,7 @@ import httpx
 from pydantic import SecretStr
 
 from x3_shopify_dagster.netloc import is_loopback_host
+from x3_shopify_dagster.redaction import scrub
 from x3_shopify_dagster.shopify.errors import ShopifyOAuthError
 from x3_shopify_dagster.shopify.oauth import (
     REQUESTED_SCOPES,
@@ -35,7 +36,6 @@ from x3_shopify_dagster.shopify.oauth import (
     TokenEndpointRefusal,
     authorize_url,
     new_state,
-    redact,
     verify_callback,
 )
 
@@ -170,7 +170,7 @@ class ShopifyConnector:
             tokens = self.endpoint.authorization_code(code, expiring=self.expiring)
         except TokenEndpointRefusal as refusal:
             raise ShopifyOAuthError(
-                f"Shopify refused the authorization code ({redact(str(refusal), (code,))}); run "
+                f"Shopify refused the authorization code ({scrub(str(refusal), (code,))}); run "
                 f"`x3sd shopify connect {self.store_key}` again"
             ) from None
         self.store.save(tokens)  # persisted before anything uses it

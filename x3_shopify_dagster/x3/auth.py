@@ -25,7 +25,7 @@ import httpx
 from cryptography.fernet import Fernet, InvalidToken
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
-from x3_shopify_dagster.redaction import register_basic_credentials, register_secret
+from x3_shopify_dagster.redaction import register_basic_credentials, register_secret, scrub
 from x3_shopify_dagster.x3.config import X3Config, check_transport_security
 from x3_shopify_dagster.x3.errors import (
     TokenStoreError,
@@ -33,7 +33,6 @@ from x3_shopify_dagster.x3.errors import (
     X3ProtocolError,
     X3ReauthorizationRequired,
     X3TransportError,
-    redact,
 )
 
 log = logging.getLogger(__name__)
@@ -384,8 +383,8 @@ class OAuth2Auth:
             raise X3TransportError(f"X3 token endpoint answered HTTP {response.status_code}")
         payload = _json_object(response)
         if response.status_code != 200 or "access_token" not in payload:
-            error = redact(str(payload.get("error", "")), all_secrets)
-            description = redact(str(payload.get("error_description", "")), all_secrets)
+            error = scrub(str(payload.get("error", "")), all_secrets)
+            description = scrub(str(payload.get("error_description", "")), all_secrets)
             reason = f"HTTP {response.status_code} {error} {description}".strip()
             if grant == "refresh_token" or response.status_code in {400, 401}:
                 raise X3ReauthorizationRequired(

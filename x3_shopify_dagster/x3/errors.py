@@ -176,6 +176,3 @@ def _join(texts: Iterable[str]) -> str:
     return "; ".join(t for t in texts if t)
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` without the given secret values nor any secret the process knows (server-echoed text)."""
-    return scrub(text, secrets)

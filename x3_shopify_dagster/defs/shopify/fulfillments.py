@@ -8,7 +8,7 @@ Each fetched fulfilment version is recorded in the posting ledger (kind ``fulfil
 """
 
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 
@@ -27,7 +27,7 @@ from x3_shopify_dagster.shopify import (
     ShopifyError,
     ShopifyProtocolError,
 )
-from x3_shopify_dagster.storage.ledger import ObserveOutcome, RecordKind
+from x3_shopify_dagster.storage.ledger import Observation, ObserveOutcome, RecordKind
 
 FULFILLMENTS_ASSET_NAME = "shopify_fulfillments"
 FULFILLMENTS_SENSOR_NAME = "shopify_fulfillments_sensor"
@@ -41,6 +41,16 @@ def fulfillment_reader(connector: ConnectorRuntime, client: ShopifyClient) -> Fu
         fulfillments_per_order=settings.shopify_fulfillments_per_order,
         lines_page_size=settings.shopify_line_items_page_size,
     )
+
+
+def record_changed_fulfillments(
+    connector: ConnectorRuntime, reader: FulfillmentReader, store: str, since: datetime, until: datetime,
+    *, run_id: str | None,
+) -> list[Observation]:
+    """Read the fulfilments changed in [since, until) and record each version in the posting ledger."""
+    fulfillments = list(reader.iter_changed_fulfillments(since, until))
+    return observe_fulfillments(connector.ledger(), store, fulfillments,
+                                business_timezone=connector.settings.partition_timezone, run_id=run_id)
 
 
 def refresh_fulfillments(connector: ConnectorRuntime, store: str) -> int:
@@ -58,10 +68,8 @@ def refresh_fulfillments(connector: ConnectorRuntime, store: str) -> int:
     floor = now - max(timedelta(hours=settings.sensor_initial_lookback_hours), recent)
     since = max(floor, latest - timedelta(minutes=settings.shopify_overlap_minutes)) if latest else floor
     with connector.shopify_client(store) as client:
-        fulfillments = list(fulfillment_reader(connector, client).iter_changed_fulfillments(since, now))
-    observe_fulfillments(connector.ledger(), store, fulfillments, business_timezone=settings.partition_timezone,
-                         run_id=None)
-    return len(fulfillments)
+        reader = fulfillment_reader(connector, client)
+        return len(record_changed_fulfillments(connector, reader, store, since, now, run_id=None))
 
 
 def build_shopify_fulfillments_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -95,7 +103,9 @@ def build_shopify_fulfillments_asset(partitions_def: dg.PartitionsDefinition) ->
         try:
             with connector.shopify_client(store) as client:
                 reader = fulfillment_reader(connector, client)
-                fulfillments = list(reader.iter_changed_fulfillments(window.start, window.end))
+                observations = record_changed_fulfillments(
+                    connector, reader, store, window.start, window.end, run_id=context.run.run_id
+                )
                 api = client.metrics.snapshot()
         except ShopifyAuthError as exc:
             raise dg.Failure(
@@ -106,10 +116,6 @@ def build_shopify_fulfillments_asset(partitions_def: dg.PartitionsDefinition) ->
         except ShopifyProtocolError as exc:
             raise dg.Failure(description=f"Unexpected answer from Shopify for store {store!r}: {exc}",
                              allow_retries=False) from exc
-        observations = observe_fulfillments(
-            connector.ledger(), store, fulfillments, business_timezone=settings.partition_timezone,
-            run_id=context.run.run_id,
-        )
         for observation in observations:
             counts[observation.outcome.value] += 1
         context.log.info("Fulfilments of %s in [%s, %s): %s", store, window.start, window.end, counts)

@@ -347,6 +347,32 @@ def check_mapping_stores(mapping: Mapping, configured: Iterable[str]) -> list[Ch
     return [_passed(MAPPING, "stores", f"store layers match configured stores ({', '.join(sorted(known))})")]
 
 
+def check_mapping_stock(mapping: Mapping, configured: Iterable[str]) -> list[CheckResult]:
+    """What the stock sync makes of the `items` section (docs/mapping.md "Items"): per store, the X3 items another
+    SKU carries (store-level overrides, read backwards), those several SKUs name (only one may be on a Shopify
+    variant, else `item_mapped_to_several_skus`), and customer-level overrides, which stock cannot follow.
+    Informational: whether a SKU is on a variant is only known when the item moves."""
+    parts: list[str] = []
+    for store in sorted(configured):
+        skus_of: dict[str, list[str]] = {}
+        for sku, item in mapping.for_customer(None, store).items.overrides.items():
+            if item is not None and item != sku:
+                skus_of.setdefault(item, []).append(sku)
+        if not skus_of:
+            continue
+        carried = ", ".join(f"{item} <- {' / '.join(sorted(skus))}" for item, skus in sorted(skus_of.items()))
+        several = sorted(item for item, skus in skus_of.items() if len(skus) > 1)
+        note = f" ({', '.join(several)}: only one of the SKUs may be on a Shopify variant)" if several else ""
+        parts.append(f"{store}: {len(skus_of)} X3 item(s) stocked under another SKU: {carried}{note}")
+    per_customer = sorted(code for code, layer in mapping.customers.items()
+                          if layer.items.overrides or any(s.items.overrides for s in layer.stores.values()))
+    if per_customer:
+        parts.append(f"customer-level items.overrides ({', '.join(per_customer)}) are not followed by stock "
+                     "(one level per store): put them under defaults or stores.<store> if stock must follow")
+    detail = "; ".join(parts) or "every stocked X3 item is its own SKU (items.identity, no overrides to other items)"
+    return [_passed(MAPPING, "stock SKUs", detail)]
+
+
 def check_mapping_references(mapping: Mapping, client: X3Client, *, today: date) -> list[CheckResult]:
     """GL accounts, cost centres, sites, invoice types, tax codes and items the mapping names exist in X3 and
     can be used today."""
@@ -573,6 +599,7 @@ def run_checks(runtime: ConnectorRuntime) -> list[CheckResult]:
         results += file_rows
         if mapping is not None:
             results += check_mapping_stores(mapping, settings.stores)
+            results += check_mapping_stock(mapping, settings.stores)
             if x3_client is not None:
                 results += check_mapping_references(mapping, x3_client, today=today)
             else:

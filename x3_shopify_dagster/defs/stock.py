@@ -7,6 +7,8 @@
   configured transaction types) at the store's mapped sites.
 - ``shopify_inventory_levels`` sets, for every (item, site) that moved, Shopify's quantity at the mapped
   location to X3's physical stock minus the units fulfilled in Shopify whose X3 delivery is not validated yet.
+  The variant is found by the SKU the mapping's store-level ``items`` section gives the item (``items.overrides``
+  read backwards; SKU = item code without a mapping file).
 - Shopify restocks (refund lines of type RETURN, CANCEL, LEGACY_RESTOCK) raise Shopify's level while X3 does not
   move: the invoice posting run records a marker for each, and the sensor also requests the (day, store) partition
   of every marker recorded since its watermark, so the (item, site) is pushed again (X3 stays the authority).
@@ -24,6 +26,7 @@ from x3_shopify_dagster.defs.backpressure import stores_with_waiting_runs
 from x3_shopify_dagster.defs.partitions import LANE_TAG, lane, partition_key, split_partition_key
 from x3_shopify_dagster.defs.resources import ConnectorRuntime, shopify_credentials_fix
 from x3_shopify_dagster.defs.shopify.fulfillments import refresh_fulfillments
+from x3_shopify_dagster.domain.mapping import ItemMapping, MappingError
 from x3_shopify_dagster.domain.windows import Window, business_day, day_window
 from x3_shopify_dagster.posting.stock import MovedItemSite, StockPusher, StockPushReport, moved_item_sites
 from x3_shopify_dagster.settings import ConnectorSettings
@@ -131,12 +134,12 @@ def build_x3_stock_movements_asset(partitions_def: dg.PartitionsDefinition) -> d
 def _failures_table(report: StockPushReport) -> dg.MetadataValue:
     return dg.MetadataValue.table(
         records=[
-            dg.TableRecord({"x3_item": r.x3_item, "x3_site": r.x3_site, "reason": r.reason_code or "",
-                            "message": (r.reason_message or "")[:300]})
+            dg.TableRecord({"x3_item": r.x3_item, "shopify_sku": r.shopify_sku or "", "x3_site": r.x3_site,
+                            "reason": r.reason_code or "", "message": (r.reason_message or "")[:300]})
             for r in report.failures[:_TABLE_LIMIT]
         ],
-        schema=dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in ("x3_item", "x3_site", "reason",
-                                                                            "message")]),
+        schema=dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in ("x3_item", "shopify_sku", "x3_site",
+                                                                            "reason", "message")]),
     )
 
 
@@ -145,14 +148,16 @@ def _sets_table(report: StockPushReport) -> dg.MetadataValue:
     return dg.MetadataValue.table(
         records=[
             dg.TableRecord({
-                "x3_item": r.x3_item, "x3_site": r.x3_site, "location": r.location_id or "",
+                "x3_item": r.x3_item, "shopify_sku": r.shopify_sku or "", "x3_site": r.x3_site,
+                "location": r.location_id or "",
                 "from": str(r.previous_quantity), "to": str(r.quantity), "x3_physical": str(r.x3_physical),
                 "pending_fulfilled": str(r.pending_fulfilled), "adjustment_group": r.adjustment_group or "",
             })
             for r in rows
         ],
         schema=dg.TableSchema(columns=[dg.TableColumn(n, "string") for n in (
-            "x3_item", "x3_site", "location", "from", "to", "x3_physical", "pending_fulfilled", "adjustment_group")]),
+            "x3_item", "shopify_sku", "x3_site", "location", "from", "to", "x3_physical", "pending_fulfilled",
+            "adjustment_group")]),
     )
 
 
@@ -174,6 +179,18 @@ def report_metadata(report: StockPushReport, api: dict[str, Any]) -> dict[str, A
         "sets": _sets_table(report),
         "failures": _failures_table(report),
     }
+
+
+def store_item_mapping(connector: ConnectorRuntime, store: str) -> ItemMapping | None:
+    """The store-level `items` mapping (defaults + stores.<store>) the stock sync follows, like the invoices and
+    deliveries; customer-level overrides cannot drive one stock level. None without a mapping file: the SKU is
+    the X3 item code, as before mapping files existed."""
+    if not connector.settings.mapping_path:
+        return None
+    try:
+        return connector.mapping().for_customer(None, store).items
+    except (MappingError, ValueError, OSError) as exc:
+        raise dg.Failure(description=f"The mapping cannot be used: {exc}", allow_retries=False) from exc
 
 
 def build_shopify_inventory_levels_asset(
@@ -208,6 +225,7 @@ def build_shopify_inventory_levels_asset(
             window.start, window.end, store=store, day=day.isoformat(), sites=store_settings.locations
         )
         moved: list[MovedItemSite] = moved_item_sites(movements, restocks)
+        items = store_item_mapping(connector, store)
         try:
             with connector.shopify_client(store) as client, connector.x3_client() as x3:
                 pusher = StockPusher(
@@ -216,6 +234,7 @@ def build_shopify_inventory_levels_asset(
                     owner=context.run.run_id, quantity_name=settings.stock_quantity_name, reason=settings.stock_reason,
                     lease_s=settings.stock_lease_seconds, stale_retries=settings.stock_stale_retries,
                     refresh_pending=connector.refresh_pending or partial(refresh_fulfillments, connector),
+                    items=items,
                 )
                 report = pusher.push(moved, day.isoformat())
                 api = client.metrics.snapshot()

@@ -336,6 +336,17 @@ class ItemMapping(BaseModel):
             return None, f"SKU '{sku}' is not a valid X3 item reference, so it cannot be used as one"
         return sku, "identity"
 
+    def skus_for(self, item: str) -> tuple[tuple[str, ...], str | None]:
+        """The reverse of ``item_for``, for the stock sync: the SKUs whose lines are X3 item ``item``.
+
+        Returns (the SKUs ``items.overrides`` maps to ``item``, sorted; ``item`` itself when ``items.identity`` is
+        on and ``item`` is not a key of ``items.overrides``, else None). A SKU overridden to another item or to
+        null is not this item, even when it spells the item code.
+        """
+        explicit = tuple(sorted(sku for sku, target in self.overrides.items() if target == item))
+        identity = item if self.identity and item not in self.overrides else None
+        return explicit, identity
+
 
 class CustomerMapping(BaseModel):
     """The fully resolved mapping for one X3 customer in one store; every required key is set."""

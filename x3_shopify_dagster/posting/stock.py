@@ -8,8 +8,10 @@ For one store:
    than it could, which under-sells safely. Reading X3 first would, in the same race, subtract them zero times
    and oversell.
 2. Read X3's authoritative stock (ITMMVT) for the moved pairs: never a running sum of movement deltas.
-3. Map each X3 item to a Shopify inventory item by SKU (persisted; zero or several matches fail with a reason,
-   never a guess) and each site to the store's location (configuration).
+3. Map each X3 item to its Shopify SKU through the mapping's store-level `items` section (reverse of
+   `items.overrides` / `items.identity`: SKU `A` overridden to item `B` carries `B`'s stock; no mapping file: the
+   SKU is the item code), the SKU to a Shopify inventory item (persisted per SKU; zero or several matches fail
+   with a reason, never a guess) and each site to the store's location (configuration).
 4. Read Shopify's current quantity, compute X3 physical - pending (floored, ≥ 0), and set what differs with
    `inventorySetQuantities` (≤ 250 per call, `changeFromQuantity` = what was read), exactly once through
    `run_exactly_once`. CHANGE_FROM_QUANTITY_STALE (something moved Shopify in between) re-reads and retries.
@@ -32,8 +34,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from x3_shopify_dagster.domain.mapping import ItemMapping
 from x3_shopify_dagster.domain.shopify_orders import ShopifyOrder
-from x3_shopify_dagster.domain.stock import StockTarget, sellable_quantity, shopify_restocks
+from x3_shopify_dagster.domain.stock import (
+    StockSkuReason,
+    StockSkus,
+    StockTarget,
+    sellable_quantity,
+    shopify_restocks,
+    stock_skus,
+)
 from x3_shopify_dagster.domain.windows import business_day
 from x3_shopify_dagster.shopify.errors import (
     ShopifyAuthError,
@@ -79,6 +89,8 @@ STALE = "CHANGE_FROM_QUANTITY_STALE"
 class FailureCode:
     SKU_NOT_FOUND = "sku_not_found"
     SKU_AMBIGUOUS = "sku_ambiguous"
+    ITEM_NOT_MAPPED_TO_SKU = StockSkuReason.ITEM_NOT_MAPPED_TO_SKU
+    ITEM_MAPPED_TO_SEVERAL_SKUS = StockSkuReason.ITEM_MAPPED_TO_SEVERAL_SKUS
     LOCATION_NOT_MAPPED = "location_not_mapped"
     NOT_STOCKED = "not_stocked_at_location"
     INVENTORY_ITEM_MISSING = "inventory_item_missing"
@@ -153,19 +165,25 @@ def moved_item_sites(
 class RestockRecorder:
     """Records a marker for each restocked line of the refunds a posting run sees (flows.md §4): Shopify put the
     units back on hand, X3 did not move, so the stock sync must push the item's X3 figure again. Idempotent: a
-    marker per (store, refund, line item), whatever the number of runs that see it."""
+    marker per (store, refund, line item), whatever the number of runs that see it.
+
+    ``items`` is each store's store-level item mapping (``Mapping.for_customer(None, store).items``): a restock of
+    SKU `A` overridden to X3 item `B` marks `B`; a SKU mapped to no item is recorded with its reason. A store
+    without one (no mapping file) keeps SKU = X3 item code."""
 
     def __init__(
         self, stock_store: StockStore, locations: Mapping[str, Mapping[str, str]], *, clock: Callable[[], datetime],
-        business_timezone: str,
+        business_timezone: str, items: Mapping[str, ItemMapping] | None = None,
     ) -> None:
         self.stock_store = stock_store
         self.locations = {store: dict(sites) for store, sites in locations.items()}
+        self.items = dict(items or {})
         self.clock = clock
         self.timezone = business_timezone
 
     def record(self, store: str, orders: Iterable[ShopifyOrder], *, run_id: str | None) -> MovementCounts:
-        restocks = [r for order in orders for r in shopify_restocks(store, order, self.locations.get(store, {}))]
+        sites, items = self.locations.get(store, {}), self.items.get(store)
+        restocks = [r for order in orders for r in shopify_restocks(store, order, sites, items)]
         if not restocks:
             return MovementCounts()
         # The connector's clock, not Shopify's refund time: the stock sensor's watermark may already be past it.
@@ -180,10 +198,16 @@ class _Plan:
     """One (item, location) on its way to Shopify."""
 
     moved: MovedItemSite
+    sku: str  # the Shopify SKU carrying the X3 item (the item code itself unless the mapping says otherwise)
     inventory_item_id: str
     location_id: str
     target: StockTarget
     reading: LevelReading | None = None
+
+    @property
+    def shopify_sku(self) -> str | None:
+        """The SKU when it differs from the X3 item code (audit rows show both then)."""
+        return self.sku if self.sku != self.moved.item else None
 
 
 @dataclass
@@ -215,8 +239,12 @@ class StockPushReport:
 
     @property
     def unmapped_skus(self) -> list[str]:
-        codes = {FailureCode.SKU_NOT_FOUND, FailureCode.SKU_AMBIGUOUS}
-        return sorted({r.x3_item for r in self.failures if r.reason_code in codes})
+        """The X3 items with no single Shopify variant to carry their stock (`ITEM (SKU s)` when the mapping
+        names another SKU)."""
+        codes = {FailureCode.SKU_NOT_FOUND, FailureCode.SKU_AMBIGUOUS, FailureCode.ITEM_NOT_MAPPED_TO_SKU,
+                 FailureCode.ITEM_MAPPED_TO_SEVERAL_SKUS}
+        return sorted({f"{r.x3_item} (SKU {r.shopify_sku})" if r.shopify_sku else r.x3_item
+                       for r in self.failures if r.reason_code in codes})
 
 
 def classify_shopify_error(error: Exception) -> SendFailure:
@@ -245,6 +273,7 @@ class StockPusher:
         lease_s: float = 900.0,
         stale_retries: int = 3,
         refresh_pending: Callable[[str], None] | None = None,
+        items: ItemMapping | None = None,
     ) -> None:
         self.ledger = ledger
         self.stock_store = stock_store
@@ -258,6 +287,9 @@ class StockPusher:
         self.lease_s = lease_s
         self.stale_retries = stale_retries
         self.refresh_pending = refresh_pending
+        # The store-level item mapping (defaults + stores.<store>): which SKU carries an X3 item. None (no mapping
+        # file): the SKU is the X3 item code.
+        self.items = items
         self._partition = ""
 
     # ------------------------------------------------------------------------------------------- the flow
@@ -303,23 +335,45 @@ class StockPusher:
                 f"X3 site {entry.site} has no Shopify location in store {self.store!r}: set "
                 f"X3SD_STORES__{self.store.upper()}__LOCATIONS__{entry.site}=gid://shopify/Location/<id>."))
             return None
-        mapping = self._sku_mapping(entry.item)
-        if mapping.status is not SkuStatus.MAPPED or mapping.inventory_item_id is None:
-            report.rows.append(self._unmapped(entry, location, mapping))
+        resolved = self._resolve_sku(entry, location)
+        if isinstance(resolved, StockPushRow):
+            report.rows.append(resolved)
             return None
+        sku, inventory_item_id = resolved
         stock = x3_stock.get((entry.item, entry.site))
         if stock is None and entry.restock_only:
             # Pushed only because Shopify restocked it, and X3 has never stocked the item there: the SKU may not be
             # an X3 item at all. Setting 0 would wipe a level X3 does not manage: left alone, with the reason.
             report.rows.append(self._failed(
                 entry, FailureCode.X3_STOCK_NOT_FOUND,
-                f"Shopify restocked SKU {entry.item}, but X3 has no stock record for item {entry.item} at site "
+                f"Shopify restocked SKU {sku}, but X3 has no stock record for item {entry.item} at site "
                 f"{entry.site}: Shopify's level is left alone. If it is an X3 item, receive the return in X3 (its "
-                "movement syncs the level); if not, nothing to do.", location))
+                "movement syncs the level); if not, nothing to do.", location, sku=sku))
             return None
         physical = stock.physical if stock is not None else Decimal(0)
-        target = sellable_quantity(physical, pending.get((mapping.inventory_item_id, location), 0))
-        return _Plan(entry, mapping.inventory_item_id, location, target)
+        target = sellable_quantity(physical, pending.get((inventory_item_id, location), 0))
+        return _Plan(entry, sku, inventory_item_id, location, target)
+
+    def _resolve_sku(self, entry: MovedItemSite, location: str) -> tuple[str, str] | StockPushRow:
+        """(SKU, inventory item GID) carrying the X3 item, or the failed audit row saying why there is none.
+
+        The mapping names the candidate SKUs (domain.stock.stock_skus); each is looked up in Shopify (persisted
+        per SKU). Exactly one on a variant carries the stock: a candidate on no variant is normal (the item code
+        next to an override, an old SKU kept for old orders' refunds); several on variants are never guessed."""
+        skus = stock_skus(self.items, entry.item, self.store)
+        if skus.reason_code is not None:
+            return self._failed(entry, skus.reason_code, skus.reason_message or "", location)
+        looked_up = [(sku, self._sku_mapping(sku)) for sku in skus.candidates]
+        on_variants = [(sku, m) for sku, m in looked_up if m.status is not SkuStatus.NOT_FOUND]
+        if len(on_variants) > 1:
+            return self._failed(entry, FailureCode.ITEM_MAPPED_TO_SEVERAL_SKUS,
+                                skus.several_on_variants([sku for sku, _ in on_variants]), location)
+        if not on_variants:
+            return self._not_found(entry, location, skus)
+        sku, mapping = on_variants[0]
+        if mapping.status is not SkuStatus.MAPPED or mapping.inventory_item_id is None:
+            return self._ambiguous(entry, location, skus, mapping)
+        return sku, mapping.inventory_item_id
 
     def _sku_mapping(self, sku: str) -> SkuMapping:
         """The persisted mapping when it is a match; otherwise (first time, or not found / ambiguous before: the
@@ -344,16 +398,17 @@ class StockPusher:
             reading = readings.get((plan.inventory_item_id, plan.location_id))
             if reading is None:
                 # The inventory item is gone (variant deleted): forget the mapping so the next run looks it up.
-                self.stock_store.forget_sku_mapping(self.store, plan.moved.item)
+                # The persisted mapping is keyed by SKU (the one looked up), not by X3 item.
+                self.stock_store.forget_sku_mapping(self.store, plan.sku)
                 report.rows.append(self._row(
                     plan, PushOutcome.FAILED, code=FailureCode.INVENTORY_ITEM_MISSING,
-                    message=f"Shopify has no inventory item {plan.inventory_item_id} (SKU {plan.moved.item}) any "
-                    "more; the SKU will be looked up again on the next run."))
+                    message=f"Shopify has no inventory item {plan.inventory_item_id} (SKU {plan.sku}{_of(plan)}) "
+                    "any more; the SKU will be looked up again on the next run."))
             elif not reading.stocked or reading.quantity is None:
                 report.rows.append(self._row(
                     plan, PushOutcome.FAILED, code=FailureCode.NOT_STOCKED,
-                    message=f"SKU {plan.moved.item} is not stocked at location {plan.location_id}: activate it at "
-                    "that location in Shopify (Products → Inventory), then re-materialize the partition."))
+                    message=f"SKU {plan.sku}{_of(plan)} is not stocked at location {plan.location_id}: activate it "
+                    "at that location in Shopify (Products → Inventory), then re-materialize the partition."))
             else:
                 plan.reading = reading
 
@@ -477,29 +532,47 @@ class StockPusher:
             location_id=plan.location_id, x3_physical=plan.target.x3_physical,
             pending_fulfilled=plan.target.pending_fulfilled, quantity=plan.target.quantity,
             previous_quantity=previous, reason_code=code, reason_message=message, trigger=plan.moved.trigger,
-            operation_key=operation_key, adjustment_group=group,
+            operation_key=operation_key, adjustment_group=group, shopify_sku=plan.shopify_sku,
         )
 
-    def _failed(self, entry: MovedItemSite, code: str, message: str, location: str | None = None) -> StockPushRow:
+    def _failed(self, entry: MovedItemSite, code: str, message: str, location: str | None = None, *,
+                sku: str | None = None) -> StockPushRow:
         return StockPushRow(
             store=self.store, partition=self._partition, x3_item=entry.item, x3_site=entry.site,
             quantity_name=self.quantity_name, outcome=PushOutcome.FAILED, location_id=location,
             reason_code=code, reason_message=message, trigger=entry.trigger,
+            shopify_sku=sku if sku is not None and sku != entry.item else None,
         )
 
-    def _unmapped(self, entry: MovedItemSite, location: str, mapping: SkuMapping) -> StockPushRow:
-        if mapping.status is SkuStatus.AMBIGUOUS:
-            found = ", ".join(f"{c.get('display_name') or c.get('variant_id')} ({c.get('variant_id')})"
-                              for c in mapping.candidates)
-            return self._failed(
-                entry, FailureCode.SKU_AMBIGUOUS,
-                f"SKU {entry.item} is on {len(mapping.candidates)} Shopify variants ({found}); the connector never "
-                "guesses: give each variant its own SKU in Shopify so exactly one carries the X3 item code.",
-                location)
+    def _ambiguous(self, entry: MovedItemSite, location: str, skus: StockSkus, mapping: SkuMapping) -> StockPushRow:
+        sku = mapping.sku
+        found = ", ".join(f"{c.get('display_name') or c.get('variant_id')} ({c.get('variant_id')})"
+                          for c in mapping.candidates)
+        carries = ("the X3 item code" if sku == entry.item
+                   else f"SKU {sku} (X3 item {entry.item} in store {self.store!r} through {skus.key_of(sku)})")
         return self._failed(
-            entry, FailureCode.SKU_NOT_FOUND,
-            f"No Shopify variant has SKU {entry.item} (SKUs are case-sensitive): set the X3 item code as the "
-            "variant's SKU in Shopify, or ignore this item if it is not sold online.", location)
+            entry, FailureCode.SKU_AMBIGUOUS,
+            f"SKU {sku}{'' if sku == entry.item else f' (X3 item {entry.item})'} is on {len(mapping.candidates)} "
+            f"Shopify variants ({found}); the connector never guesses: give each variant its own SKU in Shopify so "
+            f"exactly one carries {carries}.", location, sku=sku)
+
+    def _not_found(self, entry: MovedItemSite, location: str, skus: StockSkus) -> StockPushRow:
+        if skus.candidates == (entry.item,):
+            message = (f"No Shopify variant has SKU {entry.item} (SKUs are case-sensitive): set the X3 item code as "
+                       "the variant's SKU in Shopify, or ignore this item if it is not sold online.")
+            return self._failed(entry, FailureCode.SKU_NOT_FOUND, message, location)
+        named = " or ".join(f"{sku} ({skus.key_of(sku)})" for sku in skus.candidates)
+        message = (f"No Shopify variant has SKU {named}, the SKU(s) the mapping makes X3 item {entry.item} in store "
+                   f"{self.store!r} (SKUs are case-sensitive): set that SKU on the variant in Shopify or correct "
+                   f"items.overrides (under defaults or stores.{self.store}); or ignore this item if it is not "
+                   "sold online.")
+        only = skus.candidates[0] if len(skus.candidates) == 1 else None
+        return self._failed(entry, FailureCode.SKU_NOT_FOUND, message, location, sku=only)
+
+
+def _of(plan: _Plan) -> str:
+    """`, X3 item B` after a SKU that is not the item code, for messages."""
+    return f", X3 item {plan.moved.item}" if plan.shopify_sku else ""
 
 
 def batch_vouchers(batch: Sequence[_Plan]) -> list[str]:

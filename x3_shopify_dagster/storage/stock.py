@@ -6,14 +6,19 @@ against these definitions.
 
 - `stock_movements`: every X3 stock journal (STOJOU) row met, once (unique on its X3 key), with the business day
   of its update timestamp: the moved (item, site) pairs of a partition are read from here.
-- `shopify_inventory_items`: per store and SKU, the Shopify inventory item it maps to, or why it does not (no
-  variant, several variants): looked up once, never guessed.
+- `shopify_inventory_items`: per store and Shopify SKU (not X3 item: the mapping's `items.overrides` may make SKU
+  `A` carry item `B`), the Shopify inventory item it maps to, or why it does not (no variant, several variants):
+  looked up once, never guessed.
 - `stock_pushes`: append-only, one row per (item, location) a run considered: what was set, from what, X3's
   figure and the pending units subtracted, the X3 movements that triggered it and the Shopify adjustment group.
+  When the mapping makes another SKU carry the X3 item, that SKU is kept in the trigger JSON as `shopify_sku`
+  (no column: `StockPushRow.shopify_sku` reads it back).
 - `stock_restocks` (revision 0008): one marker per Shopify refund line that put units back on hand (restock
   type RETURN, CANCEL, LEGACY_RESTOCK), recorded by the invoice posting run: Shopify raised its level but X3 did
   not move, so the stock sync pushes the item's X3 figure again (the sensor picks the markers up by
-  `recorded_at`). A marker whose SKU or site cannot be told keeps its reason and triggers nothing.
+  `recorded_at`). `item` is the X3 item of the line's SKU under the store-level item mapping (a note in
+  `reason_message` names the SKU when they differ). A marker whose item or site cannot be told keeps its reason
+  and triggers nothing.
 """
 
 from __future__ import annotations
@@ -107,7 +112,7 @@ stock_restocks = Table(
     Column("line_item_id", String(255), nullable=False),
     Column("restock_type", String(32), nullable=False),  # RETURN, CANCEL, LEGACY_RESTOCK
     Column("quantity", Integer(), nullable=False),
-    Column("item", String(255), nullable=True),  # the line's SKU = X3 item code; None: no SKU (see reason)
+    Column("item", String(255), nullable=True),  # the X3 item of the line's SKU; None: none (see reason)
     Column("location_id", String(255), nullable=True),  # the Shopify location restocked
     Column("site", String(32), nullable=True),  # the X3 site that location follows; None: not mapped (see reason)
     Column("refunded_at", UtcDateTime(), nullable=True),
@@ -230,6 +235,16 @@ class StockPushRow:
     adjustment_group: str | None = None
     at: datetime | None = None
     run_id: str | None = None
+    shopify_sku: str | None = None  # the Shopify SKU when the mapping makes it differ from x3_item
+
+    def trigger_json(self) -> dict[str, Any] | None:
+        """What the `trigger` column holds: the trigger, plus `shopify_sku` when it differs from the item."""
+        if self.trigger is None and self.shopify_sku is None:
+            return None
+        data = dict(self.trigger or {})
+        if self.shopify_sku is not None:
+            data["shopify_sku"] = self.shopify_sku
+        return data
 
 
 class StockStore:
@@ -381,7 +396,7 @@ class StockStore:
                 "pending_fulfilled": r.pending_fulfilled, "quantity": r.quantity,
                 "previous_quantity": r.previous_quantity, "outcome": r.outcome.value, "reason_code": r.reason_code,
                 "reason_message": r.reason_message,
-                "trigger": to_json_safe(dict(r.trigger)) if r.trigger is not None else None,
+                "trigger": to_json_safe(trigger) if (trigger := r.trigger_json()) is not None else None,
                 "operation_key": r.operation_key, "adjustment_group": r.adjustment_group,
             }
             for r in rows
@@ -404,6 +419,7 @@ class StockStore:
                 quantity=r.quantity, previous_quantity=r.previous_quantity, reason_code=r.reason_code,
                 reason_message=r.reason_message, trigger=r.trigger, operation_key=r.operation_key,
                 adjustment_group=r.adjustment_group, at=r.at, run_id=r.run_id,
+                shopify_sku=(r.trigger or {}).get("shopify_sku"),
             )
             for r in rows
         ]

@@ -43,7 +43,7 @@ def test_a_working_setup_passes_every_check(shopify_sandbox, x3_sandbox, run_che
     for name in ("connection", "authentication", "folder", *publications,
                  *(f"representation {rep}" for rep in REPRESENTATIONS)):
         assert run.status("x3", name) == "OK", name
-    for name in ("file", "stores", "GL accounts", "cost centres", "sites"):
+    for name in ("file", "stores", "stock SKUs", "GL accounts", "cost centres", "sites"):
         assert run.status("mapping", name) == "OK", name
     assert "5 named" in run.rows("mapping", "GL accounts")[0][3]
     assert run.out.rstrip().endswith("all OK")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -23,11 +24,15 @@ from x3_shopify_dagster.defs.stock import (
 )
 from x3_shopify_dagster.domain.stock import ShopifyRestock
 from x3_shopify_dagster.domain.windows import business_day
+from x3_shopify_dagster.posting.stock import RestockRecorder
 from x3_shopify_dagster.settings import StoreSettings
 from x3_shopify_dagster.storage.ledger import RecordKind, SourceVersion
 from x3_shopify_dagster.storage.stock import PushOutcome
+from x3_shopify_dagster_tests.domain.order_factory import line, order
+from x3_shopify_dagster_tests.domain.test_credit_memos import refund, with_refunds
 
 TZ = "Europe/Paris"
+DEMO_MAPPING = Path(__file__).resolve().parents[2] / "x3_shopify_dagster" / "demo_mapping.yaml"
 SITE = "FR011"
 
 
@@ -265,3 +270,87 @@ def test_a_restocked_sku_x3_never_stocked_is_left_alone(fresh_shopify_sandbox, s
     assert (levels["quantities_set"], levels["failed"]) == (0, 1)
     assert [r.data["reason"] for r in levels["failures"].records] == ["x3_stock_not_found"]
     assert _level(fresh_shopify_sandbox, "NOT-IN-X3") == 7
+
+
+def _mapping_with_overrides(tmp_path: Path, overrides: dict[str, str | None]) -> str:
+    """The demo mapping with more `defaults.items.overrides` (the file the assets read, X3SD_MAPPING_PATH)."""
+    text = DEMO_MAPPING.read_text(encoding="utf-8")
+    anchor = "      GIFT-WRAP: null"
+    assert anchor in text
+    extra = "".join(f"\n      {sku}: {item if item is not None else 'null'}" for sku, item in overrides.items())
+    path = tmp_path / "mapping.yaml"
+    path.write_text(text.replace(anchor, anchor + extra, 1), encoding="utf-8")
+    return str(path)
+
+
+def test_a_variant_follows_the_x3_item_its_sku_is_overridden_to_and_a_restock_of_it_repushes_the_item(
+    fresh_shopify_sandbox, fresh_x3_sandbox, runtime_factory, clock, tmp_path
+):
+    """docs/mapping.md "Items": `items.overrides: {DESCALER-SHOP: DESCALER-1L}`. A receipt of X3 item DESCALER-1L
+    sets the level of the variant with SKU DESCALER-SHOP; a Shopify restock of DESCALER-SHOP (recorded the way the
+    invoice run does, through the store's item mapping) marks DESCALER-1L, and its push brings Shopify back."""
+    fresh_shopify_sandbox.state.add_product("eu", "DESCALER-SHOP", "Descaler 1 L", on_hand=0)
+    runtime = runtime_factory(fresh_shopify_sandbox, x3_sandbox=fresh_x3_sandbox, stores=_stores(fresh_shopify_sandbox),
+                              sensor_initial_lookback_hours=1,
+                              mapping_path=_mapping_with_overrides(tmp_path, {"DESCALER-SHOP": "DESCALER-1L"}))
+    first = _tick(runtime, None)
+    _receipt(fresh_x3_sandbox, "DESCALER-1L", 5)
+    clock.offset += timedelta(seconds=5)
+    synced = _tick(runtime, first.cursor)
+    request = next(r for r in synced.run_requests if r.tags["x3sd/store"] == "eu")
+    levels = _run(runtime, request)[LEVELS_ASSET_NAME]
+
+    physical = fresh_x3_sandbox.state.stock("DESCALER-1L", SITE).physical
+    assert (levels["quantities_set"], levels["failed"], levels["unmapped_skus"]) == (1, 0, 0)
+    [row] = levels["sets"].records
+    assert (row.data["x3_item"], row.data["shopify_sku"], row.data["to"]) == (
+        "DESCALER-1L", "DESCALER-SHOP", str(int(physical)))
+    assert _level(fresh_shopify_sandbox, "DESCALER-SHOP") == int(physical)
+
+    # Shopify restocks 2 units of DESCALER-SHOP (a return): its level goes up, X3 does not move.
+    store = fresh_shopify_sandbox.state.store("eu")
+    variant = store.variant_by_sku("DESCALER-SHOP")
+    fresh_shopify_sandbox.state.adjust_inventory("eu", variant.inventory_item_id, store.default_location.legacy_id,
+                                                 {"available": 2})
+    sold = line("DESCALER-SHOP", 2, "12.00")
+    returned = with_refunds(order(lines=[sold], total="24.00"),
+                            refund(1, "24.00", lines=[(sold, 2, "20.00", "4.00", "RETURN")]))
+    recorder = RestockRecorder(runtime.stock_store(), {"eu": runtime.settings.stores["eu"].locations},
+                               clock=runtime.clock, business_timezone=TZ,
+                               items={"eu": runtime.mapping().for_customer(None, "eu").items})
+    assert recorder.record("eu", [returned], run_id="posting").new == 1
+    [marker] = runtime.stock_store().restocks("eu")
+    assert (marker.item, marker.site, marker.reason_code) == ("DESCALER-1L", SITE, None)
+    assert marker.reason_message == "SKU DESCALER-SHOP is X3 item DESCALER-1L (items.overrides.DESCALER-SHOP)"
+    clock.offset += timedelta(seconds=5)
+
+    tick = _tick(runtime, synced.cursor)
+    [repush] = tick.run_requests
+    levels = _run(runtime, repush)[LEVELS_ASSET_NAME]
+    assert (levels["items_moved"], levels["quantities_set"], levels["shopify_restocks"]) == (1, 1, 1)
+    assert _level(fresh_shopify_sandbox, "DESCALER-SHOP") == int(physical)
+    push = runtime.stock_store().pushes("eu")[-1]
+    assert (push.x3_item, push.shopify_sku, push.previous_quantity, push.quantity) == (
+        "DESCALER-1L", "DESCALER-SHOP", int(physical) + 2, int(physical))
+    assert push.trigger["shopify_restocks"] == [marker.restock_key]
+
+
+def test_an_item_the_mapping_makes_two_variants_fails_with_its_code_and_touches_no_level(
+    fresh_shopify_sandbox, fresh_x3_sandbox, runtime_factory, clock, tmp_path
+):
+    fresh_shopify_sandbox.state.add_product("eu", "DESC-A", "Descaler 1 L", on_hand=3)
+    fresh_shopify_sandbox.state.add_product("eu", "DESC-B", "Descaler 1 L (bundle)", on_hand=4)
+    mapping = _mapping_with_overrides(tmp_path, {"DESC-A": "DESCALER-1L", "DESC-B": "DESCALER-1L"})
+    runtime = runtime_factory(fresh_shopify_sandbox, x3_sandbox=fresh_x3_sandbox, stores=_stores(fresh_shopify_sandbox),
+                              sensor_initial_lookback_hours=1, mapping_path=mapping)
+    first = _tick(runtime, None)
+    _receipt(fresh_x3_sandbox, "DESCALER-1L", 5)
+    clock.offset += timedelta(seconds=5)
+    request = next(r for r in _tick(runtime, first.cursor).run_requests if r.tags["x3sd/store"] == "eu")
+    levels = _run(runtime, request)[LEVELS_ASSET_NAME]
+    assert (levels["quantities_set"], levels["failed"], levels["set_calls"]) == (0, 1, 0)
+    [failure] = levels["failures"].records
+    assert (failure.data["x3_item"], failure.data["reason"]) == ("DESCALER-1L", "item_mapped_to_several_skus")
+    assert "DESC-A (items.overrides.DESC-A), DESC-B (items.overrides.DESC-B)" in failure.data["message"]
+    assert levels["unmapped_sku_list"] == "DESCALER-1L"
+    assert (_level(fresh_shopify_sandbox, "DESC-A"), _level(fresh_shopify_sandbox, "DESC-B")) == (3, 4)

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from x3_shopify_dagster.domain.mapping import ItemMapping
 from x3_shopify_dagster.posting.stock import (
     FailureCode,
     MovedItemSite,
@@ -23,7 +24,7 @@ from x3_shopify_dagster.shopify import ShopifyClient, ShopifyTransportError
 from x3_shopify_dagster.shopify.inventory import AdjustmentGroup, InventoryGateway, QuantityToSet
 from x3_shopify_dagster.storage.exactly_once import OperationState, get_operation
 from x3_shopify_dagster.storage.ledger import PostingLedger, RecordKind, SourceVersion
-from x3_shopify_dagster.storage.stock import PushOutcome, SkuStatus, StockMovementRow, StockStore
+from x3_shopify_dagster.storage.stock import PushOutcome, SkuMapping, SkuStatus, StockMovementRow, StockStore
 from x3_shopify_dagster.x3 import X3Client, X3ItemSiteStock
 from x3_shopify_dagster_tests.stock.conftest import (
     SITE,
@@ -383,3 +384,127 @@ def test_more_than_250_quantities_are_split_into_calls(
     assert len(set(report.adjustment_groups)) == 2
     assert shopify_level(fresh_shopify_sandbox, "BULK-0259") == 260
     assert shopify_level(fresh_shopify_sandbox, "BULK-0000") == 1
+
+
+# ------------------------------------------------------------------------------------------- the items mapping
+def _items(identity: bool = True, **overrides: str | None) -> ItemMapping:
+    return ItemMapping(identity=identity, overrides=dict(overrides), without_sku=None)
+
+
+def test_a_variant_whose_sku_the_mapping_overrides_follows_the_x3_item(
+    fresh_x3_sandbox: X3Sandbox, fresh_shopify_sandbox: ShopifySandbox, x3: X3Client, ledger: PostingLedger,
+    stock_store: StockStore, make_pusher: Callable[..., StockPusher],
+) -> None:
+    """docs/mapping.md "Items": `items.overrides: {DESCALER-SHOP: DESCALER-1L}` (identity on). The Shopify variant
+    with SKU DESCALER-SHOP carries X3 item DESCALER-1L's stock; no variant has SKU DESCALER-1L, which is normal."""
+    since = start()
+    fresh_shopify_sandbox.state.add_product(STORE, "DESCALER-SHOP", "Descaler 1 L", on_hand=0)
+    location = location_gid(fresh_shopify_sandbox)
+    shop_item = inventory_item_gid(fresh_shopify_sandbox, "DESCALER-SHOP")
+    add_fulfilment(ledger, 1, [(shop_item, 2)], location)
+    receipt = x3_receipt(fresh_x3_sandbox, "DESCALER-1L", 9)
+    expected = int(x3_physical(fresh_x3_sandbox, "DESCALER-1L")) - 2
+    items = _items(**{"DESCALER-SHOP": "DESCALER-1L"})
+
+    # Without the mapping (today's behaviour with no mapping file): the item code is the SKU, and no variant has it.
+    plain = make_pusher(owner="run-0").push(moved_since(x3, since), PARTITION)
+    assert [(r.x3_item, r.reason_code) for r in plain.failures] == [("DESCALER-1L", FailureCode.SKU_NOT_FOUND)]
+    assert shopify_level(fresh_shopify_sandbox, "DESCALER-SHOP") == 0
+
+    report = make_pusher(items=items).push(moved_since(x3, since), PARTITION)
+
+    assert (report.quantities_set, report.failures, report.unmapped_skus) == (1, [], [])
+    assert shopify_level(fresh_shopify_sandbox, "DESCALER-SHOP") == expected
+    row = stock_store.pushes(STORE, PARTITION)[-1]
+    assert (row.x3_item, row.shopify_sku, row.outcome, row.inventory_item_id) == (
+        "DESCALER-1L", "DESCALER-SHOP", PushOutcome.SET, shop_item)
+    assert (row.quantity, row.pending_fulfilled) == (expected, 2)
+    assert row.trigger is not None
+    assert row.trigger["vouchers"] == [receipt["voucher"]]
+    assert row.trigger["shopify_sku"] == "DESCALER-SHOP"
+    # The persisted lookups are keyed by SKU: the one carrying the item, and the item code no variant has.
+    mapped = stock_store.sku_mapping(STORE, "DESCALER-SHOP")
+    assert mapped is not None
+    assert (mapped.status, mapped.inventory_item_id) == (SkuStatus.MAPPED, shop_item)
+    assert stock_store.sku_mapping(STORE, "DESCALER-1L").status is SkuStatus.NOT_FOUND  # type: ignore[union-attr]
+
+    # The variant is deleted and recreated in Shopify: the stale mapping is forgotten by its SKU, then found again.
+    stock_store.save_sku_mapping(SkuMapping(STORE, "DESCALER-SHOP", SkuStatus.MAPPED,
+                                            "gid://shopify/InventoryItem/987654321"))
+    x3_receipt(fresh_x3_sandbox, "DESCALER-1L", 1)
+    gone = make_pusher(owner="run-2", items=items).push(moved_since(x3, since), PARTITION)
+    (failure,) = gone.failures
+    assert (failure.reason_code, failure.shopify_sku) == (FailureCode.INVENTORY_ITEM_MISSING, "DESCALER-SHOP")
+    assert "SKU DESCALER-SHOP, X3 item DESCALER-1L" in (failure.reason_message or "")
+    assert stock_store.sku_mapping(STORE, "DESCALER-SHOP") is None
+    again = make_pusher(owner="run-3", items=items).push(moved_since(x3, since), PARTITION)
+    assert again.quantities_set == 1
+    assert shopify_level(fresh_shopify_sandbox, "DESCALER-SHOP") == expected + 1
+
+
+def test_an_old_sku_kept_in_the_overrides_does_not_block_the_one_on_a_variant(
+    fresh_x3_sandbox: X3Sandbox, fresh_shopify_sandbox: ShopifySandbox, x3: X3Client,
+    make_pusher: Callable[..., StockPusher],
+) -> None:
+    """Two SKUs map to the item (the old one kept for refunds of old orders), only one is on a Shopify variant:
+    that one carries the stock."""
+    since = start()
+    fresh_shopify_sandbox.state.add_product(STORE, "DESC-NEW", "Descaler 1 L", on_hand=0)
+    x3_receipt(fresh_x3_sandbox, "DESCALER-1L", 4)
+    items = _items(False, **{"DESC-OLD": "DESCALER-1L", "DESC-NEW": "DESCALER-1L"})
+    report = make_pusher(items=items).push(moved_since(x3, since), PARTITION)
+    assert (report.quantities_set, report.failures) == (1, [])
+    assert shopify_level(fresh_shopify_sandbox, "DESC-NEW") == int(x3_physical(fresh_x3_sandbox, "DESCALER-1L"))
+
+
+def test_an_item_the_mapping_gives_several_variants_or_none_fails_and_touches_no_level(
+    fresh_x3_sandbox: X3Sandbox, fresh_shopify_sandbox: ShopifySandbox, x3: X3Client, stock_store: StockStore,
+    make_pusher: Callable[..., StockPusher],
+) -> None:
+    since = start()
+    fresh_shopify_sandbox.state.add_product(STORE, "DESC-A", "Descaler 1 L", on_hand=3)
+    fresh_shopify_sandbox.state.add_product(STORE, "DESC-B", "Descaler 1 L (bundle)", on_hand=5)
+    fresh_shopify_sandbox.state.add_product(STORE, "TAMPER-OLD", "Tamper (old listing)", on_hand=1)
+    x3_receipt(fresh_x3_sandbox, "DESCALER-1L", 6)  # two overrides, both on variants
+    x3_receipt(fresh_x3_sandbox, "TAMPER-58", 2)  # an override and the identity SKU, both on variants
+    x3_receipt(fresh_x3_sandbox, "CUP-PORC-6", 2)  # overridden to null: no SKU at all
+    items = _items(**{"DESC-A": "DESCALER-1L", "DESC-B": "DESCALER-1L", "TAMPER-OLD": "TAMPER-58",
+                      "CUP-PORC-6": None})
+    store = fresh_shopify_sandbox.state.store(STORE)
+    levels_before = {key: dict(level.quantities) for key, level in store.inventory.items()}
+
+    report = make_pusher(items=items).push(moved_since(x3, since), PARTITION)
+
+    assert (report.quantities_set, report.calls) == (0, 0)
+    assert {key: dict(level.quantities) for key, level in store.inventory.items()} == levels_before
+    reasons = {r.x3_item: (r.reason_code, r.reason_message or "") for r in report.failures}
+    assert reasons["DESCALER-1L"][0] == FailureCode.ITEM_MAPPED_TO_SEVERAL_SKUS
+    assert "DESC-A (items.overrides.DESC-A), DESC-B (items.overrides.DESC-B)" in reasons["DESCALER-1L"][1]
+    assert reasons["TAMPER-58"][0] == FailureCode.ITEM_MAPPED_TO_SEVERAL_SKUS
+    assert "TAMPER-OLD (items.overrides.TAMPER-OLD), TAMPER-58 (items.identity)" in reasons["TAMPER-58"][1]
+    assert reasons["CUP-PORC-6"][0] == FailureCode.ITEM_NOT_MAPPED_TO_SKU
+    assert "items.overrides.CUP-PORC-6 maps SKU CUP-PORC-6 to no X3 item" in reasons["CUP-PORC-6"][1]
+    assert report.unmapped_skus == ["CUP-PORC-6", "DESCALER-1L", "TAMPER-58"]
+    assert {r.outcome for r in stock_store.pushes(STORE)} == {PushOutcome.FAILED}
+
+
+def test_sku_not_found_and_ambiguous_name_the_item_and_the_sku(
+    fresh_x3_sandbox: X3Sandbox, fresh_shopify_sandbox: ShopifySandbox, x3: X3Client,
+    make_pusher: Callable[..., StockPusher],
+) -> None:
+    since = start()
+    fresh_shopify_sandbox.state.add_product(STORE, "TWICE", "Tamper", on_hand=0)
+    fresh_shopify_sandbox.state.add_product(STORE, "TWICE", "Tamper (copy)", on_hand=0)
+    x3_receipt(fresh_x3_sandbox, "TAMPER-58", 1)
+    x3_receipt(fresh_x3_sandbox, "DESCALER-1L", 1)
+    items = _items(False, TWICE="TAMPER-58", **{"DESC-GONE": "DESCALER-1L"})
+    report = make_pusher(items=items).push(moved_since(x3, since), PARTITION)
+    rows = {r.x3_item: r for r in report.failures}
+    ambiguous, missing = rows["TAMPER-58"], rows["DESCALER-1L"]
+    assert (ambiguous.reason_code, ambiguous.shopify_sku) == (FailureCode.SKU_AMBIGUOUS, "TWICE")
+    assert "SKU TWICE (X3 item TAMPER-58) is on 2 Shopify variants" in (ambiguous.reason_message or "")
+    assert "items.overrides.TWICE" in (ambiguous.reason_message or "")
+    assert (missing.reason_code, missing.shopify_sku) == (FailureCode.SKU_NOT_FOUND, "DESC-GONE")
+    assert "No Shopify variant has SKU DESC-GONE (items.overrides.DESC-GONE)" in (missing.reason_message or "")
+    assert "X3 item DESCALER-1L" in (missing.reason_message or "")
+    assert report.unmapped_skus == ["DESCALER-1L (SKU DESC-GONE)", "TAMPER-58 (SKU TWICE)"]

@@ -146,8 +146,10 @@ def build_x3_sales_invoices_asset(
                 # (bench/bench_posting.py: 0.80 -> 0.89 of the bound on SQLite, 0.62 -> 0.89 on PostgreSQL).
                 lease_s=settings.posting_lease_seconds, workers=posting_workers(settings.x3.pool_size),
                 # Refund lines Shopify restocked: marked for the stock sync, which pushes X3's figure again.
+                # A restock of SKU A overridden to X3 item B marks B (store-level item mapping, like the stock sync).
                 restocks=RestockRecorder(connector.stock_store(), {store: settings.stores[store].locations},
-                                         clock=connector.clock, business_timezone=settings.partition_timezone),
+                                         clock=connector.clock, business_timezone=settings.partition_timezone,
+                                         items={store: mapping.for_customer(None, store).items}),
             )
             # Change-driven runs post what changed; a re-materialization from the UI, a backfill or the replay
             # sensor also retries the partition's failed orders.

@@ -804,13 +804,21 @@ def _observe(
         ).one()
     )
     if version.content_hash == current.source_hash:
+        moved: dict[str, Any] = {}
         if version.updated_at > current.source_updated_at:
             # Shopify bumps updatedAt without a content change: remember it, so that a version older than this
             # is still recognised as older.
+            moved["source_updated_at"] = version.updated_at
+        if version.updated_at >= current.source_updated_at and version.partition != current.partition:
+            # A record belongs to the partition of its latest observation (an order bumped to another day, a
+            # refund following its order): the partition the UI shows it failed in is the one whose replay
+            # reaches it.
+            moved["partition"] = version.partition
+        if moved:
             connection.execute(
                 update(_RECORDS)
                 .where(_RECORDS.c.id == current.id)
-                .values(source_updated_at=version.updated_at, revision=current.revision + 1, updated_at=now)
+                .values(**moved, revision=current.revision + 1, updated_at=now)
             )
             current = _read_record(connection, current.id)
         return Observation(ObserveOutcome.UNCHANGED, current)

@@ -274,6 +274,39 @@ def test_a_refund_in_a_closed_period_fails_and_is_credited_once_after_reopening(
     assert len(_documents(fresh_x3_sandbox, f"SHOPIFY:eu:{_reference(refund_id, 'R')}")) == 1
 
 
+def test_a_failed_refund_follows_its_order_to_the_next_day_and_that_days_replay_credits_it(
+    runtime, fresh_shopify_sandbox, fresh_x3_sandbox, clock
+):
+    """The order changes again the next day (here: only its updatedAt): its failed refund moves with it, so the
+    partition the replay sensor and the UI name is one whose re-materialization reaches the refund."""
+    shop = fresh_shopify_sandbox.state
+    clock.offset -= timedelta(days=1)  # yesterday: today's partition is the newest there is
+    order_id = shop.create_order("eu", email=CLAIRE, lines=[("CUP-PORC-6", 2)])
+    _run(runtime, clock, "eu")
+    refund_id = shop.refund(order_id, [(0, 1)], shipping=True)
+    first_day = business_day(clock(), TZ)
+    period = first_day.strftime("%Y-%m")  # the refund's business day's period
+    fresh_x3_sandbox.state.close_period(period)
+    _run(runtime, clock, "eu")
+    assert runtime.ledger().get("eu", RecordKind.REFUND, refund_id).reason_code == "period_closed"
+
+    clock.offset += timedelta(days=1)
+    shop.touch_order("eu", order_id)
+    _run(runtime, clock, "eu")  # the next day's routine run: replays nothing
+    next_day = business_day(clock(), TZ).isoformat()
+    record = runtime.ledger().get("eu", RecordKind.REFUND, refund_id)
+    assert (record.state.value, record.partition) == ("failed", next_day)
+    assert runtime.ledger().get("eu", RecordKind.ORDER, order_id).partition == next_day
+    failing = {(p.store, p.partition) for p in runtime.ledger().partitions_with_failures(kind="refund")}
+    assert failing == {("eu", next_day)}
+
+    fresh_x3_sandbox.state.reopen_period(period)
+    _run(runtime, clock, "eu", fetch=False)  # re-materializing the partition the UI shows as failed
+    assert runtime.ledger().get("eu", RecordKind.REFUND, refund_id).state.value == "credited"
+    assert len(_documents(fresh_x3_sandbox, f"SHOPIFY:eu:{_reference(refund_id, 'R')}")) == 1
+    assert first_day.isoformat() != next_day
+
+
 # ------------------------------------------------------------------------------------------------- edits
 def test_an_order_edited_after_invoicing_is_reinvoiced_and_posts_the_lines_of_the_invoice_x3_holds(
     runtime, fresh_shopify_sandbox, fresh_x3_sandbox, clock

@@ -87,6 +87,28 @@ def test_an_updated_at_bump_without_new_content_is_remembered_silently(ledger: P
     assert event_names(ledger, record.id) == ["fetched", "skipped"]
 
 
+def test_a_record_follows_its_latest_observation_to_another_partition_so_its_replay_reaches_it(
+    ledger: PostingLedger,
+) -> None:
+    """A failed order bumped (no new content) to the next day is replayed by that day's partition: the replay
+    sensor and the UI must point there, not at a day whose run no longer sees the order."""
+    record = ledger.observe(order_version(1, 0), run_id=RUN).record
+    ledger.mark_failed(record.id, FailureReason.CUSTOMER_NOT_FOUND, "no X3 customer", run_id=RUN)
+    next_day = "2026-11-28"
+    assert next_day != PARTITION
+    bumped = ledger.observe(order_version(1, 24 * 60, partition=next_day), run_id="run-2")
+    assert bumped.outcome is ObserveOutcome.UNCHANGED
+    assert (bumped.record.partition, bumped.record.state) == (next_day, RecordState.FAILED)
+    failing = {(p.store, p.partition) for p in ledger.partitions_with_failures()}
+    assert failing == {(STORE, next_day)}
+    assert [r.id for r in ledger.failed_records(STORE, next_day)] == [record.id]
+    # The same content seen again at the same instant from its new day keeps it there; an older observation
+    # (a backfill of the first day) never pulls it back.
+    assert ledger.observe(order_version(1, 24 * 60, partition=next_day), run_id=RUN).record.partition == next_day
+    assert ledger.observe(order_version(1, 0), run_id="backfill").record.partition == next_day
+    assert event_names(ledger, record.id) == ["fetched", "failed"]
+
+
 def test_an_older_version_is_recorded_and_skipped_never_rolling_the_record_back(
     ledger: PostingLedger,
 ) -> None:

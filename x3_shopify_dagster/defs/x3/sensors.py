@@ -23,7 +23,7 @@ SNAPSHOT_ASSETS = (dg.AssetKey("x3_customers"), dg.AssetKey("x3_gl_accounts"))
 def build_master_data_schedule(settings: ConnectorSettings) -> dg.ScheduleDefinition:
     return dg.ScheduleDefinition(
         name="x3_master_data_schedule",
-        target=dg.AssetSelection.keys(*SNAPSHOT_ASSETS),
+        target=dg.AssetSelection.assets(*SNAPSHOT_ASSETS),
         cron_schedule=settings.x3_snapshot_cron,
         default_status=dg.DefaultScheduleStatus.RUNNING
         if settings.sensors_running_by_default

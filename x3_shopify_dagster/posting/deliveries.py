@@ -302,9 +302,15 @@ class DeliveryPoster:
             extent = "fully" if fully_delivered(lines, delivered_quantities(deliveries)) else "partly"
             detail = {"delivery": number, "fulfillment": fulfillment.id, "delivered": extent}
             if order.state not in _ORDER_DELIVERED_FROM:
-                # Not posted yet (or credited): its posting flow still owns the state; the event keeps the trail.
-                self.ledger.record_event(order.id, "delivered", run_id=self.owner,
-                                         detail={**detail, "deliveries": deliveries})
+                # Not posted yet (or credited): its posting flow still owns the state. The order lists the delivery
+                # now; posting moves it to `delivered` then (InvoicePoster), so the ledger never shows a shipped
+                # order as merely posted.
+                try:
+                    self.ledger.record_event(order.id, "delivered", run_id=self.owner, detail=detail,
+                                             x3_documents={"deliveries": deliveries},
+                                             expected_revision=order.revision)
+                except StaleRecord:
+                    continue  # posted (or another delivery listed) meanwhile: read again
                 return
             try:
                 self.ledger.transition(

@@ -36,6 +36,7 @@ from x3_shopify_dagster.domain.customers import (
     match_customer,
     normalise_email,
 )
+from x3_shopify_dagster.domain.fulfillments import delivered_quantities, fully_delivered
 from x3_shopify_dagster.domain.invoicing import InvoiceDraft, build_invoice, invoice_reference
 from x3_shopify_dagster.domain.mapping import Mapping as ConnectorMapping
 from x3_shopify_dagster.domain.outcomes import FailureReason as MappingReason
@@ -422,8 +423,26 @@ class InvoicePoster:
                 x3_documents={"invoice": str(record.x3_documents.get("invoice"))},
                 detail={"operation": posted.status.value},
             )
-            return self._outcome(record, "posted", draft=draft)
+            return self._outcome(self._delivered_before_posting(record), "posted", draft=draft)
         return self._outcome(record, "unchanged", draft=draft)
+
+    def _delivered_before_posting(self, record: LedgerRecord) -> LedgerRecord:
+        """A posted order whose fulfilments were delivered while its invoice waited (the deliveries flow lists
+        them on the order): it moves on to `delivered`, partly or fully, like an order delivered after posting."""
+        deliveries = record.x3_documents.get("deliveries") or []
+        if not deliveries:
+            return record
+        lines = (record.source_payload or {}).get("line_items") or []
+        extent = "fully" if fully_delivered(lines, delivered_quantities(deliveries)) else "partly"
+        try:
+            return self.ledger.transition(
+                record.id, RecordState.DELIVERED, run_id=self.owner, event="delivered",
+                detail={"delivered": extent, "deliveries": [d.get("delivery") for d in deliveries],
+                        "listed_before_posting": True},
+                expected_revision=record.revision,
+            )
+        except (StaleRecord, InvalidTransition):
+            return self.ledger.get_by_id(record.id)  # a delivery run moved it on meanwhile: it lists its own
 
     # -- invoices deleted before posting ---------------------------------------------------------------
     def _invoiced_gl_lines(self, record: LedgerRecord) -> list[GlLine] | None:

@@ -692,11 +692,33 @@ class PostingLedger:
         return self.transition(record_id, RecordState.STAGED, run_id=run_id, event=LedgerEventType.REPLAYED)
 
     def record_event(
-        self, record_id: int, event: str, *, run_id: str | None, detail: Mapping[str, Any] | None = None
+        self,
+        record_id: int,
+        event: str,
+        *,
+        run_id: str | None,
+        detail: Mapping[str, Any] | None = None,
+        x3_documents: Mapping[str, Any] | None = None,
+        expected_revision: int | None = None,
     ) -> LedgerEvent:
-        """Append an event that does not change the record's state (a note, a warning)."""
+        """Append an event that does not change the record's state (a note, a warning, an X3 document made by
+        another flow); `x3_documents` is merged into the record's documents in the same transaction. Raises
+        `StaleRecord` when `expected_revision` is given and the record has moved on."""
         with self.database.transaction(write=True) as connection:
-            record = _read_record(connection, record_id)
+            record = _read_record(connection, record_id, for_update=True)
+            if expected_revision is not None and record.revision != expected_revision:
+                raise StaleRecord(record_id, expected_revision, record.revision)
+            if x3_documents:
+                connection.execute(
+                    update(_RECORDS)
+                    .where(_RECORDS.c.id == record_id)
+                    .values(
+                        x3_documents={**record.x3_documents, **to_json_safe(x3_documents)},
+                        revision=record.revision + 1,
+                        updated_at=self.now(),
+                        last_run_id=run_id,
+                    )
+                )
             event_id = insert_event(
                 connection,
                 at=self.now(),

@@ -173,6 +173,44 @@ def test_a_fulfilment_before_the_invoice_waits_then_goes_through(runtime, fresh_
     assert delivery.validated
 
 
+def test_an_order_delivered_while_its_invoice_waits_for_payment_is_delivered_once_posted(
+    runtime, fresh_shopify_sandbox, fresh_x3_sandbox
+):
+    """flows.md §2: invoiced → posted → delivered. A delivery made while the invoice waits for the posting moment
+    (on_paid) is listed on the order at once, and posting moves the order on to delivered, not just posted."""
+    shop, x3 = fresh_shopify_sandbox, fresh_x3_sandbox
+    order = shop.state.create_order(STORE, email=CUSTOMER_EMAIL, lines=_sku_lines(shop, 1, quantity=3),
+                                    financial_status="PENDING")
+    _invoice_today(runtime)
+    ledger = runtime.ledger()
+    assert ledger.get(STORE, RecordKind.ORDER, order).state is RecordState.INVOICED
+    first = shop.state.fulfil(order, [(0, 1)])
+    _deliver_today(runtime)
+
+    (delivery,) = _deliveries_for(x3, delivery_reference(STORE, _legacy(first)))
+    order_record = ledger.get(STORE, RecordKind.ORDER, order)
+    assert order_record.state is RecordState.INVOICED  # the invoice still waits for the payment
+    assert [d["delivery"] for d in order_record.x3_documents["deliveries"]] == [delivery.number]
+    assert ledger.history(order_record.id)[-1].event == "delivered"
+
+    shop.state.mark_paid(order)
+    _invoice_today(runtime)
+    order_record = ledger.get(STORE, RecordKind.ORDER, order)
+    assert order_record.state is RecordState.DELIVERED
+    assert x3.state.invoice(order_record.x3_documents["invoice"]).status.value == 3  # posted
+    events = [(e.event, e.state) for e in ledger.history(order_record.id)]
+    assert events[-2:] == [("posted", "posted"), ("delivered", "delivered")]
+    assert ledger.history(order_record.id)[-1].detail["delivered"] == "partly"
+
+    runtime.clock.offset += timedelta(seconds=2)
+    second = shop.state.fulfil(order)  # the remaining 2, after posting
+    _deliver_today(runtime)
+    order_record = ledger.get(STORE, RecordKind.ORDER, order)
+    assert len(order_record.x3_documents["deliveries"]) == 2
+    assert ledger.history(order_record.id)[-1].detail["delivered"] == "fully"
+    assert len(_deliveries_for(x3, delivery_reference(STORE, _legacy(second)))) == 1
+
+
 def test_a_crash_between_create_and_record_adopts_the_existing_delivery(
     runtime, fresh_shopify_sandbox, fresh_x3_sandbox
 ):

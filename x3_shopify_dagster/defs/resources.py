@@ -130,7 +130,8 @@ class ConnectorRuntime:
             raise KeyError(f"store {store!r} is not configured (configured: {known})") from None
 
     def ledger(self) -> PostingLedger:
-        return PostingLedger(self.database)
+        # The runtime's clock: leases, events and windows read one time source.
+        return PostingLedger(self.database, clock=self.clock)
 
     def mapping(self) -> Mapping:
         """The validated mapping file (X3SD_MAPPING_PATH); errors name the YAML path and the fix."""

@@ -338,6 +338,10 @@ class ConnectorSettings(BaseSettings):
         default=None, validate_default=True, description="Fernet key encrypting the vault (tokens at rest)"
     )
     vault_old_keys: SecretStr | None = Field(default=None, description="Older vault keys (comma-separated), rotation")
+    # X3SD_X3_TOKEN_KEY (one underscore: not a field of `x3`), read from the environment or `.env` like every setting.
+    x3_token_key: SecretStr | None = Field(
+        default=None, description="Fernet key of the X3 OAuth2 token file (X3SD_X3__TOKEN_STORE=file)"
+    )
     shopify_fulfillment_orders_page_size: int = Field(default=5, ge=1, le=250)
     shopify_fulfillments_per_order: int = Field(default=5, ge=1, le=250)
     # "flag": a fulfilment cancelled after its X3 delivery was validated fails with reason
@@ -413,7 +417,7 @@ def register_settings_secrets(settings: ConnectorSettings) -> None:
     """Every secret value of the configuration, for the redaction layer (logs, errors, metadata)."""
     register_secret(*(store.access_token for store in settings.stores.values()))
     register_secret(*(store.client_secret for store in settings.stores.values()))
-    register_secret(settings.vault_key)
+    register_secret(settings.vault_key, settings.x3_token_key)
     old_keys = settings.vault_old_keys.get_secret_value() if settings.vault_old_keys else ""
     register_secret(*(key.strip() for key in old_keys.split(",")))
     settings.x3.register_secrets()

@@ -150,8 +150,12 @@ class ConnectorRuntime:
         """Where the X3 OAuth2 token pair lives: the connector database's vault, or an encrypted file."""
         if self.settings.x3.token_store == "vault":  # noqa: S105 (a setting value, not a secret)
             return VaultTokenStore(self.vault())
-        store = EncryptedFileTokenStore(self.settings.x3.token_store_path)
-        register_secret(os.environ.get(store.key_env))  # the file's key is a secret like the tokens it protects
+        key = self.settings.x3_token_key
+        # The settings read the key from the environment or `.env`; the process environment stays the fallback
+        # (a key exported after the settings were loaded).
+        environ = {EncryptedFileTokenStore.DEFAULT_KEY_ENV: key.get_secret_value()} if key else os.environ
+        store = EncryptedFileTokenStore(self.settings.x3.token_store_path, environ=environ)
+        register_secret(environ.get(store.key_env))  # the file's key is a secret like the tokens it protects
         return store
 
     def x3_oauth2(self) -> OAuth2Auth:

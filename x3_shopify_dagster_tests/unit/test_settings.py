@@ -136,3 +136,40 @@ def test_two_sites_on_one_location_without_location_sites_are_refused(env):
     env({**GOOD_STORE, "X3SD_STORES__EU__LOCATIONS__FR011": LOC_B, "X3SD_STORES__EU__LOCATIONS__FR012": LOC_B})
     with pytest.raises(SettingsError, match="same Shopify location"):
         _load()
+
+
+def test_the_x3_token_file_key_can_come_from_the_env_file_like_every_setting(env, tmp_path):
+    """X3SD_X3_TOKEN_KEY is a setting: a `.env` provides it, and the runtime's token file store encrypts with it."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography.fernet import Fernet
+
+    from x3_shopify_dagster.defs.resources import ConnectorRuntime
+    from x3_shopify_dagster.x3.auth import EncryptedFileTokenStore, StoredTokens
+
+    key = Fernet.generate_key().decode()
+    token_file = tmp_path / "x3_tokens.enc"
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "".join(f"{name}={value}\n" for name, value in GOOD_STORE.items())
+        + f"X3SD_X3_TOKEN_KEY={key}\nX3SD_X3__TOKEN_STORE_PATH={token_file}\n"
+        + f"X3SD_DATABASE_URL=sqlite:///{tmp_path / 'connector.sqlite'}\n"
+    )
+    settings = load_settings(_env_file=env_file)
+    assert settings.x3_token_key is not None
+    assert key not in repr(settings)
+    assert "X3SD_X3_TOKEN_KEY" not in __import__("os").environ
+
+    runtime = ConnectorRuntime(settings)
+    try:
+        now = datetime.now(UTC)
+        tokens = StoredTokens(access_token="access-abcdef123456", refresh_token="refresh-abcdef123456",
+                              access_expires_at=now + timedelta(minutes=5), obtained_at=now)
+        runtime.x3_token_store().save(tokens)
+    finally:
+        runtime.close()
+    # Encrypted with that key: a store given the same key reads it back; the file holds no token in clear.
+    assert b"refresh-abcdef123456" not in token_file.read_bytes()
+    loaded = EncryptedFileTokenStore(token_file, environ={"X3SD_X3_TOKEN_KEY": key}).load()
+    assert loaded is not None
+    assert loaded.refresh_token.get_secret_value() == "refresh-abcdef123456"

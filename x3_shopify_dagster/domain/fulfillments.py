@@ -234,6 +234,12 @@ def delivered_quantities(deliveries: Sequence[Mapping[str, Any]]) -> dict[str, i
     return totals
 
 
+def delivery_extent(order_payload: Mapping[str, Any] | None, deliveries: Sequence[Mapping[str, Any]]) -> str:
+    """``fully`` or ``partly``: how much of an order (its stored payload) the listed deliveries cover."""
+    lines = (order_payload or {}).get("line_items") or []
+    return "fully" if fully_delivered(lines, delivered_quantities(deliveries)) else "partly"
+
+
 def fully_delivered(order_lines: Sequence[Mapping[str, Any]], delivered: Mapping[str, int]) -> bool:
     """Every line still to ship (current quantity, shipping required) is covered by validated deliveries."""
     for line in order_lines:

@@ -30,8 +30,7 @@ from x3_shopify_dagster.domain.fulfillments import (
     DeliveryFailure,
     DeliveryPlan,
     ShopifyFulfillment,
-    delivered_quantities,
-    fully_delivered,
+    delivery_extent,
     plan_delivery,
 )
 from x3_shopify_dagster.domain.mapping import Mapping as ConnectorMapping
@@ -298,8 +297,7 @@ class DeliveryPoster:
             if any(d.get("delivery") == number for d in deliveries):
                 return
             deliveries.append(entry)
-            lines = (order.source_payload or {}).get("line_items") or []
-            extent = "fully" if fully_delivered(lines, delivered_quantities(deliveries)) else "partly"
+            extent = delivery_extent(order.source_payload, deliveries)
             detail = {"delivery": number, "fulfillment": fulfillment.id, "delivered": extent}
             if order.state not in _ORDER_DELIVERED_FROM:
                 # Not posted yet (or credited): its posting flow still owns the state. The order lists the delivery

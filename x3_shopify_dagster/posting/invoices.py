@@ -36,7 +36,7 @@ from x3_shopify_dagster.domain.customers import (
     match_customer,
     normalise_email,
 )
-from x3_shopify_dagster.domain.fulfillments import delivered_quantities, fully_delivered
+from x3_shopify_dagster.domain.fulfillments import delivery_extent
 from x3_shopify_dagster.domain.invoicing import InvoiceDraft, build_invoice, invoice_reference
 from x3_shopify_dagster.domain.mapping import Mapping as ConnectorMapping
 from x3_shopify_dagster.domain.outcomes import FailureReason as MappingReason
@@ -432,8 +432,7 @@ class InvoicePoster:
         deliveries = record.x3_documents.get("deliveries") or []
         if not deliveries:
             return record
-        lines = (record.source_payload or {}).get("line_items") or []
-        extent = "fully" if fully_delivered(lines, delivered_quantities(deliveries)) else "partly"
+        extent = delivery_extent(record.source_payload, deliveries)
         try:
             return self.ledger.transition(
                 record.id, RecordState.DELIVERED, run_id=self.owner, event="delivered",

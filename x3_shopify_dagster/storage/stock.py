@@ -264,16 +264,7 @@ class StockStore:
             }
             for m in {m.movement_key: m for m in movements}.values()
         ]
-        if not rows:
-            return MovementCounts()
-        new = 0
-        with self.database.transaction(write=True) as connection:
-            for start in range(0, len(rows), 500):
-                batch = rows[start:start + 500]
-                statement = dialect_insert(connection, stock_movements).values(batch)
-                statement = statement.on_conflict_do_nothing(index_elements=["movement_key"])
-                new += len(connection.execute(statement.returning(stock_movements.c.id)).all())
-        return MovementCounts(new=new, already_staged=len(rows) - new)
+        return self._insert_absent(stock_movements, "movement_key", rows)
 
     def movements(
         self, day: str, sites: Iterable[str], *, since: datetime | None = None, until: datetime | None = None
@@ -309,14 +300,18 @@ class StockStore:
             }
             for r in {r.restock_key: r for r in restocks}.values()
         ]
+        return self._insert_absent(stock_restocks, "restock_key", rows)
+
+    def _insert_absent(self, table: Table, key: str, rows: list[dict[str, Any]]) -> MovementCounts:
+        """Insert the rows whose `key` is not stored yet (one transaction, 500 rows a statement); count both."""
         if not rows:
             return MovementCounts()
         new = 0
         with self.database.transaction(write=True) as connection:
             for start in range(0, len(rows), 500):
-                statement = dialect_insert(connection, stock_restocks).values(rows[start:start + 500])
-                statement = statement.on_conflict_do_nothing(index_elements=["restock_key"])
-                new += len(connection.execute(statement.returning(stock_restocks.c.id)).all())
+                statement = dialect_insert(connection, table).values(rows[start:start + 500])
+                statement = statement.on_conflict_do_nothing(index_elements=[key])
+                new += len(connection.execute(statement.returning(table.c.id)).all())
         return MovementCounts(new=new, already_staged=len(rows) - new)
 
     def restocks_recorded(
